@@ -1,0 +1,261 @@
+"""The one module that talks to the Docker engine (through the Docker SDK for Python).
+
+Everything else passes plain data in and gets plain data back; ``docker.errors`` are
+translated here into the project's own errors.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import docker
+import docker.errors
+import requests.exceptions
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from orchestrator.errors import DockerError, ImageBuildError
+
+LABEL = "orchestrate"  # every container the orchestrator starts carries this label
+
+_transient = retry(retry=retry_if_exception_type(requests.exceptions.ConnectionError),
+                   stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.5, max=4), reraise=True)
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: str
+    container: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to start one CELL's container."""
+
+    image: str
+    name: str
+    labels: dict
+    mounts: tuple[Mount, ...]
+    environment: dict
+    cpuset_cpus: str
+    cpuset_mems: str | None
+    mem_limit: int
+    user: str
+    cgroup_parent: str | None
+    pids_limit: int = 512
+    command: tuple[str, ...] | None = None
+    entrypoint: str | None = None
+    network: str = "none"
+    read_only: bool = True
+    tmpfs_size: str = "256m"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a container ended, as the Docker engine reports it."""
+
+    exit_code: int | None
+    oom_killed: bool
+    timed_out: bool
+    started_at: str | None
+    finished_at: str | None
+    log: str
+
+
+class Docker:
+    """A connection to the Docker engine."""
+
+    def __init__(self, timeout: int = 3600):
+        try:
+            self.client = docker.from_env(timeout=timeout)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"cannot reach the Docker engine: {exc}. Is the daemon running "
+                              "(`docker info`), and may this user use its socket?") from None
+
+    def info(self) -> dict:
+        """Engine facts for provenance and for reading cgroups."""
+        info = self._call(self.client.info)
+        version = self._call(self.client.version)
+        return {
+            "version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "os": info.get("OperatingSystem"),
+            "kernel": info.get("KernelVersion"),
+            "cgroup_driver": info.get("CgroupDriver"),
+            "cgroup_version": str(info.get("CgroupVersion", "1")),
+            "storage_driver": info.get("Driver"),
+            "architecture": info.get("Architecture"),
+        }
+
+    # -- images ---------------------------------------------------------------------------
+
+    def image_id(self, ref: str) -> str | None:
+        try:
+            return self.client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise DockerError(f"cannot inspect image {ref}: {exc.explanation}") from None
+
+    def image_labels(self, ref: str) -> dict:
+        try:
+            return self.client.images.get(ref).labels or {}
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"cannot inspect image {ref}: {exc}") from None
+
+    def pull(self, ref: str) -> bool:
+        """Try to pull ``ref``; False when no registry can give it (offline machines)."""
+        try:
+            self.client.images.pull(ref)
+            return True
+        except docker.errors.DockerException:
+            return False
+
+    def import_rootfs(self, tar_path: Path, repository: str, tag: str) -> str:
+        """Make an image from a root filesystem tarball (like `docker import`)."""
+        try:
+            self.client.api.import_image_from_file(str(tar_path), repository=repository, tag=tag)
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"importing {tar_path} as {repository}:{tag} failed: {exc}") from None
+        image = self.image_id(f"{repository}:{tag}")
+        if image is None:
+            raise DockerError(f"importing {tar_path} gave no image {repository}:{tag}")
+        return image
+
+    def build(self, context: bytes, tag: str, buildargs: dict, labels: dict, log_path: Path,
+              on_line: Callable[[str], None] | None = None) -> str:
+        """Build an image from a tar build context; stream the log to ``log_path``; return its id."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        tail: list[str] = []
+        image_id = None
+        with log_path.open("w") as log:
+            try:
+                stream = self.client.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag,
+                                               buildargs=buildargs, labels=labels, rm=True, forcerm=True,
+                                               pull=False, decode=True)
+                for chunk in stream:
+                    text = chunk.get("stream") or chunk.get("status") or ""
+                    if "error" in chunk:
+                        log.write(chunk["error"] + "\n")
+                        tail.append(chunk["error"])
+                        raise ImageBuildError(tag, chunk["error"].strip().splitlines()[-1] if chunk["error"].strip()
+                                              else "error", "\n".join(tail[-30:]), str(log_path))
+                    if "aux" in chunk and "ID" in chunk["aux"]:
+                        image_id = chunk["aux"]["ID"]
+                    if text:
+                        log.write(text)
+                        log.flush()
+                        for line in text.splitlines():
+                            if line.strip():
+                                tail.append(line)
+                                if on_line:
+                                    on_line(line)
+                        del tail[:-60]
+            except docker.errors.DockerException as exc:
+                raise ImageBuildError(tag, str(exc), "\n".join(tail[-30:]), str(log_path)) from None
+            except requests.exceptions.RequestException as exc:
+                raise ImageBuildError(tag, f"lost the Docker engine while building: {exc}", "\n".join(tail[-30:]),
+                                      str(log_path)) from None
+        return image_id or self.image_id(tag) or ""
+
+    # -- containers -----------------------------------------------------------------------
+
+    def run(self, spec: ContainerSpec, timeout_s: float) -> Exit:
+        """Start a container, block (no polling) until it exits or times out, remove it."""
+        volumes = {m.host: {"bind": m.container, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts}
+        kwargs = dict(
+            image=spec.image, name=spec.name, command=list(spec.command) if spec.command else None,
+            labels={LABEL: "1", **spec.labels}, environment=spec.environment, volumes=volumes,
+            user=spec.user, read_only=spec.read_only, tmpfs={"/tmp": f"rw,size={spec.tmpfs_size}"},
+            network_mode=spec.network, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            pids_limit=spec.pids_limit, detach=True,
+        )
+        if spec.mem_limit:
+            kwargs.update(mem_limit=spec.mem_limit, memswap_limit=spec.mem_limit)
+        if spec.cpuset_cpus:
+            kwargs["cpuset_cpus"] = spec.cpuset_cpus
+        if spec.entrypoint:
+            kwargs["entrypoint"] = [spec.entrypoint]
+        if spec.cpuset_mems:
+            kwargs["cpuset_mems"] = spec.cpuset_mems
+        if spec.cgroup_parent:
+            kwargs["cgroup_parent"] = spec.cgroup_parent
+        try:
+            container = self.client.containers.create(**kwargs)
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"cannot create container {spec.name} from {spec.image}: {exc}") from None
+        try:
+            container.start()
+            timed_out = False
+            try:
+                container.wait(timeout=timeout_s)
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                timed_out = True
+                self._quiet(container.kill)
+                self._quiet(container.wait, timeout=30)
+            container.reload()
+            state = container.attrs["State"]
+            log = container.logs(stdout=True, stderr=True, tail=200).decode("utf-8", "replace")
+            return Exit(exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
+                        timed_out=timed_out, started_at=state.get("StartedAt"), finished_at=state.get("FinishedAt"),
+                        log=log)
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"container {spec.name} failed to run: {exc}") from None
+        finally:
+            self._quiet(container.remove, force=True)
+
+    def remove_labelled(self, labels: dict[str, str] | None = None) -> list[str]:
+        """Force-remove every orchestrator container (optionally only those with these labels)."""
+        filters = [LABEL] + [f"{k}={v}" for k, v in (labels or {}).items()]
+        try:
+            containers = self.client.containers.list(all=True, filters={"label": filters})
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"cannot list containers: {exc}") from None
+        removed = []
+        for container in containers:
+            self._quiet(container.remove, force=True)
+            removed.append(container.name)
+        return removed
+
+    def list_labelled(self) -> list[str]:
+        try:
+            return [c.name for c in self.client.containers.list(all=True, filters={"label": LABEL})]
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"cannot list containers: {exc}") from None
+
+    def remove_images(self, repository_prefix: str) -> list[str]:
+        """Remove images whose repository starts with the prefix (used by `orchestrate clean --images`)."""
+        removed = []
+        for image in self.client.images.list():
+            for tag in image.tags:
+                if tag.startswith(repository_prefix):
+                    self._quiet(self.client.images.remove, tag)
+                    removed.append(tag)
+        return removed
+
+    def run_tool(self, image: str, command: list[str], mounts: tuple[Mount, ...], user: str, name: str,
+                 labels: dict, timeout_s: float = 3600) -> Exit:
+        """Run a one-off tool container (model making, quantizing) with no network."""
+        spec = ContainerSpec(image=image, name=name, labels=labels, mounts=mounts, environment={},
+                             cpuset_cpus="", cpuset_mems=None, mem_limit=0, user=user, cgroup_parent=None,
+                             command=tuple(command[1:]), entrypoint=command[0], tmpfs_size="2g", pids_limit=4096)
+        return self.run(spec, timeout_s)
+
+    @staticmethod
+    def _quiet(function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return None
+
+    @_transient
+    def _call(self, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"Docker engine error: {exc}") from None
+

@@ -1,0 +1,11 @@
+"""ENGINE adapter for llama.cpp (built from the llama.cpp tree vendored in llama-cpp-python's sdist)."""
+
+from orchestrator.engines.base import Engine
+
+ENGINE = Engine(
+    name="llama.cpp",
+    image_dir="llama.cpp",
+    formats=frozenset({"gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0"}),
+    description="llama.cpp C++ runner linked against libllama; greedy decoding timed per token in-process.",
+    options={"llama_bench": "bool: also run llama-bench on the same cores and record its prefill/decode rates"},
+)

@@ -1,0 +1,16 @@
+"""ENGINE adapter for the test double: a tiny runner that misbehaves on request.
+
+It exists to drive pipeline tests (OOM, timeout, crash, invalid result). It runs no
+model and its rows are labelled as a test double in every TABLE.
+"""
+
+from orchestrator.engines.base import Engine
+
+ENGINE = Engine(
+    name="testengine",
+    image_dir="testengine",
+    formats=frozenset({"gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "safetensors"}),
+    description="TEST DOUBLE for pipeline tests; not an inference engine.",
+    test_only=True,
+    options={"behaviour": "ok | oom | sleep | crash | invalid | threads-mismatch"},
+)

@@ -1,0 +1,229 @@
+"""The local model store: make catalogue models offline in pinned containers, hash and verify them.
+
+Layout: ``<store>/<model-id>-<recipe-hash>/`` holds ``hf/`` (safetensors, config,
+tokenizer), ``gguf/model-<type>.gguf`` and ``manifest.json`` (sha256, size, producing
+tool and its image, parent file of every file). The recipe hash covers everything that
+decides the bytes, so a changed catalogue entry gets a new folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from orchestrator import catalogue, images
+from orchestrator.catalogue import FORMAT_FILES, PARENT_FORMAT, Entry
+from orchestrator.dockerapi import Docker, Mount
+from orchestrator.errors import ModelError
+from orchestrator.results import write_json_atomic
+
+QUANT_TYPES = {"gguf-f16": "F16", "gguf-q8_0": "Q8_0", "gguf-q4_0": "Q4_0"}
+# Tool containers never run as root: as the calling user, or as nobody when that is root.
+TOOL_USER = f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else "65534:65534"
+
+
+def store_root() -> Path:
+    """ORCHESTRATE_MODEL_STORE, else <XDG cache>/orchestrate/models."""
+    if os.environ.get("ORCHESTRATE_MODEL_STORE"):
+        return Path(os.environ["ORCHESTRATE_MODEL_STORE"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "orchestrate" / "models"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model format present in the store."""
+
+    model: str
+    format: str
+    folder: Path  # mounted read-only at /models in a CELL's container
+    relpath: str
+    sha256: str
+    size: int
+
+    @property
+    def container_path(self) -> str:
+        return f"/models/{self.relpath}"
+
+    @property
+    def container_tokenizer(self) -> str | None:
+        return "/models/hf/tokenizer.model" if self.format == "safetensors" else None
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (path + content, sorted)."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(child.relative_to(path).as_posix().encode() + b"\0" + sha256_of(child).encode())
+        return digest.hexdigest()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def folder(entry: Entry, root: Path | None = None) -> Path:
+    return (root or store_root()) / f"{entry.id}-{entry.recipe_hash()}"
+
+
+def manifest(model_dir: Path) -> dict:
+    path = model_dir / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def lookup(entry: Entry, fmt: str, root: Path | None = None) -> Prepared | None:
+    """The prepared format if the store has it."""
+    model_dir = folder(entry, root)
+    item = manifest(model_dir).get("files", {}).get(fmt)
+    if not item or not (model_dir / item["path"]).exists():
+        return None
+    return Prepared(entry.id, fmt, model_dir, item["path"], item["sha256"], item["size"])
+
+
+def prepare(docker: Docker, model_id: str, formats: list[str], logs_dir: Path,
+            progress: Callable[[str], None] = print, root: Path | None = None) -> dict[str, Prepared]:
+    """Make every requested format of a catalogue model that the store lacks; return them all."""
+    entry = catalogue.get(model_id)
+    for fmt in formats:
+        if fmt not in entry.formats:
+            raise ModelError(f"model {model_id} has no format {fmt!r}; it has {', '.join(entry.formats)}")
+    model_dir = folder(entry, root)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    wanted = _with_parents(formats)
+    for fmt in wanted:
+        if lookup(entry, fmt, root):
+            continue
+        if fmt in ("safetensors", "gguf-f32"):
+            _make_base(docker, entry, model_dir, logs_dir, progress)
+        else:
+            _quantize(docker, entry, fmt, model_dir, logs_dir, progress)
+    return {fmt: lookup(entry, fmt, root) for fmt in formats}
+
+
+def _with_parents(formats: list[str]) -> list[str]:
+    ordered: list[str] = []
+    for fmt in formats:
+        chain = [fmt]
+        while chain[-1] in PARENT_FORMAT:
+            chain.append(PARENT_FORMAT[chain[-1]])
+        for item in reversed(chain):
+            if item not in ordered:
+                ordered.append(item)
+    return ordered
+
+
+def _tool_dir(model_dir: Path, name: str) -> Path:
+    work = model_dir / f".work-{name}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    os.chmod(work, 0o777)  # the tool runs as an unprivileged user
+    return work
+
+
+def _run_tool(docker: Docker, image: images.Built, command: list[str], mounts: tuple[Mount, ...], what: str,
+              log_path: Path) -> None:
+    done = docker.run_tool(image.tag, command, mounts, TOOL_USER, name=f"orchestrate-tool-{os.getpid()}",
+                           labels={"orchestrate.tool": image.name})
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(done.log)
+    if done.exit_code != 0:
+        tail = "\n    ".join(done.log.strip().splitlines()[-15:])
+        raise ModelError(f"{what} failed (exit {done.exit_code}; log {log_path}):\n    {tail}")
+
+
+def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, progress) -> None:
+    """Hugging Face files and GGUF F32, made by images/modelmaker."""
+    maker = images.ensure(docker, "modelmaker", logs_dir, progress)
+    work = _tool_dir(model_dir, "base")
+    spec_dir = _tool_dir(model_dir, "spec")
+    (spec_dir / "spec.json").write_text(json.dumps(entry.spec(), indent=2, sort_keys=True))
+    os.chmod(spec_dir / "spec.json", 0o644)
+    progress(f"making {entry.id}: safetensors + GGUF F32 in {maker.tag} (this takes a while for large models)")
+    _run_tool(docker, maker, ["python3", "/opt/modelmaker/make_model.py", "--spec", "/spec/spec.json", "--out", "/out"],
+              (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
+              f"making {entry.id}", logs_dir / f"make-{entry.id}.log")
+    tool = _tool_record(maker)
+    _install(model_dir, work / "hf", "safetensors", {**tool, "parent": None})
+    _install(model_dir, work / "gguf" / "model-f32.gguf", "gguf-f32",
+             {**tool, "tool": "llama.cpp convert_hf_to_gguf.py --outtype f32", "parent": _parent(model_dir, "safetensors")})
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(spec_dir, ignore_errors=True)
+
+
+def _quantize(docker: Docker, entry: Entry, fmt: str, model_dir: Path, logs_dir: Path, progress) -> None:
+    """GGUF F16/Q8_0/Q4_0 from GGUF F32 by llama-quantize in images/llama.cpp."""
+    engine = images.ensure(docker, "llama.cpp", logs_dir, progress)
+    work = _tool_dir(model_dir, fmt)
+    kind = QUANT_TYPES[fmt]
+    progress(f"making {entry.id} {fmt} with llama-quantize")
+    target = Path(FORMAT_FILES[fmt]).name
+    _run_tool(docker, engine, ["llama-quantize", "/models/gguf/model-f32.gguf", f"/out/{target}", kind],
+              (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
+              f"quantizing {entry.id} to {kind}", logs_dir / f"quantize-{entry.id}-{fmt}.log")
+    _install(model_dir, work / target, fmt, {**_tool_record(engine), "tool": f"llama-quantize {kind}",
+                                             "parent": _parent(model_dir, "gguf-f32")})
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _tool_record(image: images.Built) -> dict:
+    return {"tool": image.name, "tool_version": image.labels.get("orchestrate.tool.version")
+            or image.labels.get("orchestrate.engine.version"), "image": image.tag, "image_id": image.id}
+
+
+def _parent(model_dir: Path, fmt: str) -> dict:
+    item = manifest(model_dir)["files"][fmt]
+    return {"format": fmt, "path": item["path"], "sha256": item["sha256"]}
+
+
+def _install(model_dir: Path, produced: Path, fmt: str, provenance: dict) -> None:
+    """Move a produced file into place, fix its permissions, and add it to the manifest."""
+    if not produced.exists():
+        raise ModelError(f"the tool did not produce {produced.name} for format {fmt}")
+    target = model_dir / FORMAT_FILES[fmt]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    shutil.move(str(produced), target)
+    for path in [target, *target.rglob("*")] if target.is_dir() else [target]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    data = manifest(model_dir) or {"schema_version": 1, "files": {}}
+    data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": sha256_of(target), "size": _size(target),
+                          **provenance}
+    if target.is_dir():
+        data["files"][fmt]["members"] = {p.relative_to(target).as_posix(): sha256_of(p)
+                                         for p in sorted(target.rglob("*")) if p.is_file()}
+    write_json_atomic(model_dir / "manifest.json", data)
+
+
+def verify(model_dir: Path) -> list[str]:
+    """Recompute every hash in a model folder's manifest; return the mismatches."""
+    problems = []
+    for fmt, item in manifest(model_dir).get("files", {}).items():
+        path = model_dir / item["path"]
+        if not path.exists():
+            problems.append(f"{model_dir.name}/{item['path']} ({fmt}) is missing")
+        elif (actual := sha256_of(path)) != item["sha256"]:
+            problems.append(f"{model_dir.name}/{item['path']} ({fmt}) has sha256 {actual}, manifest says {item['sha256']}")
+    return problems
+
+
+def listing(root: Path | None = None) -> list[dict]:
+    """Every catalogue entry with the formats the store holds."""
+    rows = []
+    for entry in catalogue.load().values():
+        have = manifest(folder(entry, root)).get("files", {})
+        rows.append({"id": entry.id, "parameters": catalogue.parameter_count(entry.architecture),
+                     "formats": list(entry.formats), "prepared": sorted(have), "folder": str(folder(entry, root))})
+    return rows

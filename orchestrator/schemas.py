@@ -1,0 +1,56 @@
+"""Load the JSON Schemas under ``schemas/`` and validate documents against them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+from referencing import Registry, Resource
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@cache
+def _registry() -> Registry:
+    """Every schema under schemas/, so one may $ref another by file name."""
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        schema = json.loads(path.read_text())
+        resources.append((schema["$id"], Resource.from_contents(schema)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    """The validator for ``schemas/<name>.schema.json``."""
+    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
+
+
+def json_path(parts) -> str:
+    """Render a jsonschema error path like ``engines[0].options``."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def problems(name: str, document) -> list[tuple[str, str]]:
+    """Every schema violation of ``document`` as (path, message), sorted by path."""
+    found = []
+    for error in validator(name).iter_errors(document):
+        found.append((json_path(error.absolute_path), error.message))
+    return sorted(found)
+
+
+def check(name: str, document, what: str) -> None:
+    """Raise ResultError naming ``what`` if ``document`` violates schema ``name``."""
+    from orchestrator.errors import ResultError
+
+    found = problems(name, document)
+    if found:
+        detail = "; ".join(f"{p or '(top level)'}: {m}" for p, m in found[:5])
+        raise ResultError(f"{what} does not match schemas/{name}.schema.json: {detail}")
