@@ -104,12 +104,11 @@ def _pick(threads: int, pool: list[Cpu]) -> list[Cpu]:
     by_node: dict[int, list[Cpu]] = {}
     for cpu in sorted(pool, key=lambda c: c.id):
         by_node.setdefault(cpu.node, []).append(cpu)
-    # Prefer a single node that can hold the whole cell on physical cores.
+    # The lowest-numbered node that holds the whole cell on physical cores; else fullest nodes first.
     order = sorted(by_node, key=lambda n: (-len({c.core for c in by_node[n]}), n))
-    for node in order:
-        if len({(c.package, c.core) for c in by_node[node]}) >= threads:
-            order = [node] + [n for n in order if n != node]
-            break
+    fits = [n for n in sorted(by_node) if len({(c.package, c.core) for c in by_node[n]}) >= threads]
+    if fits:
+        order = [fits[0]] + [n for n in order if n != fits[0]]
     firsts, siblings, seen = [], [], set()
     for node in order:
         for cpu in by_node[node]:

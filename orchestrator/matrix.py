@@ -165,11 +165,13 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
 
     known = catalogue.load()
     engine_names = [e["name"] for e in data["engines"]]
+    variants = [(e["name"], _canonical(e.get("options", {}))) for e in data["engines"]]
     for i, name in enumerate(engine_names):
         if name not in ENGINES:
             add(("engines", i, "name"), f"unknown engine {name!r}", ", ".join(public_engines()))
-        elif engine_names.index(name) != i:
-            add(("engines", i, "name"), f"engine {name!r} is listed twice", "each engine once; put variants in options")
+        elif variants.index(variants[i]) != i:
+            add(("engines", i, "name"), f"engine {name!r} is listed twice with the same options",
+                "an engine more than once only with different options")
     for i, model in enumerate(data["models"]):
         entry = known.get(model["id"])
         if entry is None:

@@ -1,0 +1,36 @@
+"""Made-up CELL records for tests of the pure parts (merge, report)."""
+
+
+def repetition(index, decode_s, prefill_s=0.01, gen=5, prompt=4, itl=None):
+    itl = itl if itl is not None else [decode_s / (gen - 1)] * (gen - 1)
+    return {"index": index, "prompt_tokens": prompt, "generated_tokens": gen, "prefill_s": prefill_s,
+            "decode_s": decode_s, "ttft_s": prefill_s + 0.001, "inter_token_latencies_s": itl,
+            "token_ids": list(range(gen))}
+
+
+def record(cell_id="c-000000000001", status="ok", threads=1, fmt="gguf-f32", decode=(0.04, 0.05, 0.08),
+           peak=50 * 2**20, cpu=1.5, reason=None, test_double=False, engine="llama.cpp"):
+    result = None
+    if status == "ok":
+        result = {"schema_version": 1, "cell_id": cell_id,
+                  "engine": {"name": engine, "version": "v1", "build": {}},
+                  "measurement_boundary": "in-process",
+                  "threads": {"requested": threads, "used": threads, "how": "test"},
+                  "load_time_s": 0.2, "prompt_token_ids": [1, 2, 3, 4],
+                  "repetitions": [repetition(i, d) for i, d in enumerate(decode)]}
+    return {
+        "schema_version": 1, "run_id": "20260101T000000Z-abcdef", "cell_id": cell_id,
+        "cell": {"engine": engine, "engine_options": {}, "model": "tinystories-15m", "format": fmt,
+                 "threads": threads, "workload": {"name": "w", "prompt": "x", "prompt_tokens": 4, "gen_tokens": 5},
+                 "warmup": 0, "repetitions": len(decode)},
+        "status": status, "reason": reason, "test_double": test_double,
+        "placement": {"cpus": "1", "mems": None, "host_core_reserved": True, "note": None},
+        "limits": {"memory_bytes": 2**30, "timeout_s": 60, "pids": 512},
+        "outside": {"wall_s": 1.0, "peak_memory_bytes": peak if status == "ok" else None,
+                    "cpu_seconds": cpu if status == "ok" else None, "exit_code": 0 if status == "ok" else 137,
+                    "oom_killed": status == "oom", "timed_out": False, "method": "test", "unmeasured": {}},
+        "provenance": {"image": {"tag": "orchestrate/x:1", "id": "sha256:1"}, "engine_version": "v1",
+                       "model": {"id": "tinystories-15m", "format": fmt, "sha256": "0" * 64},
+                       "host_fingerprint": "f"},
+        "result": result, "log_tail": "",
+    }

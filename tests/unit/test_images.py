@@ -1,0 +1,74 @@
+"""IMAGE content tags and build contexts."""
+
+import io
+import tarfile
+
+import pytest
+
+from orchestrator import baseimage, images
+from orchestrator.errors import UsageError
+
+
+def make_folder(tmp_path, dockerfile="FROM x\n", extra=None):
+    folder = tmp_path / "engine"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(dockerfile)
+    for name, text in (extra or {}).items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return folder
+
+
+def test_same_content_same_tag_and_changes_change_it(tmp_path):
+    folder = make_folder(tmp_path, extra={"runner.py": "print(1)\n"})
+    files = images.context_files(folder)
+    tag = images.content_hash(files, {"A": "1"})
+    assert tag == images.content_hash(images.context_files(folder), {"A": "1"})
+    assert tag != images.content_hash(files, {"A": "2"})
+    (folder / "runner.py").write_text("print(2)\n")
+    assert tag != images.content_hash(images.context_files(folder), {"A": "1"})
+    assert len(tag) == 12
+
+
+def test_generated_folders_are_not_part_of_the_context(tmp_path):
+    folder = make_folder(tmp_path, extra={"__pycache__/x.pyc": "junk", ".build-ca/ca.pem": "cert", "a.txt": "a"})
+    assert [rel for rel, _, _ in images.context_files(folder)] == ["Dockerfile", "a.txt"]
+
+
+def test_folder_without_dockerfile_is_an_error(tmp_path):
+    with pytest.raises(UsageError):
+        images.context_files(tmp_path)
+
+
+def test_context_tar_carries_the_ca_bundle_and_is_reproducible(tmp_path):
+    files = images.context_files(make_folder(tmp_path, extra={"run.sh": "#!/bin/sh\n"}))
+    first = images.context_tar(files, b"CERT")
+    assert first == images.context_tar(files, b"CERT")
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        assert sorted(tar.getnames()) == [".build-ca/ca.pem", "Dockerfile", "run.sh"]
+        assert tar.extractfile(".build-ca/ca.pem").read() == b"CERT"
+
+
+def test_ca_bundle_prefers_the_orchestrate_variable(tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("MY CA")
+    monkeypatch.setenv("ORCHESTRATE_BUILD_CA", str(bundle))
+    assert images.ca_bundle() == b"MY CA"
+
+
+def test_default_base_and_suite():
+    text = "ARG BASE_IMAGE=debian:bookworm-slim@sha256:" + "a" * 64 + "\nFROM ${BASE_IMAGE}\n"
+    base = images.default_base(text)
+    assert base.startswith("debian:bookworm-slim@sha256:")
+    assert baseimage.suite_of(base) == "bookworm"
+    assert baseimage.suite_of("docker.io/library/debian:trixie-slim") == "trixie"
+    assert baseimage.suite_of("ubuntu:24.04") is None
+
+
+def test_every_engine_dockerfile_pins_its_base_by_digest():
+    for name in images.available():
+        text = (images.IMAGES_DIR / name / "Dockerfile").read_text()
+        base = images.default_base(text)
+        assert base and "@sha256:" in base, f"images/{name}/Dockerfile must pin its base image by digest"
+        assert "# syntax=" not in text

@@ -1,0 +1,84 @@
+"""Statistics, normalisation and merging of RESULTs into TABLEs."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator import merge, schemas
+from records import record
+
+FREQ = {"ghz": 2.0, "source": "test"}
+
+
+def test_made_up_records_match_the_schema():
+    assert schemas.problems("record", record()) == []
+    assert schemas.problems("record", record(status="oom", reason="killed")) == []
+
+
+def test_summarise_statistics():
+    stats = merge.summarise(pd.Series([1.0, 2.0, 3.0, 4.0, 100.0]))
+    assert stats["median"] == 3.0
+    assert stats["min"] == 1.0 and stats["max"] == 100.0 and stats["n"] == 5
+    assert stats["p90"] == pytest.approx(61.6)  # linear interpolation between 4 and 100
+    assert stats["std"] == pytest.approx(np.std([1, 2, 3, 4, 100], ddof=1))
+
+
+def test_summarise_one_value_and_none():
+    one = merge.summarise(pd.Series([5.0]))
+    assert one["median"] == 5.0 and one["n"] == 1 and math.isnan(one["std"])
+    empty = merge.summarise(pd.Series([np.nan]))
+    assert empty["n"] == 0 and math.isnan(empty["median"])
+
+
+def test_repetition_rates_come_from_measured_times():
+    reps = merge.repetitions([record(decode=(0.04,))])
+    row = reps.iloc[0]
+    assert row["gen_tps"] == pytest.approx(4 / 0.04)  # (5 generated - 1) / decode time
+    assert row["prompt_tps"] == pytest.approx(4 / 0.01)
+    assert row["ttft_ms"] == pytest.approx(11.0)
+    assert row["itl_p50_ms"] == pytest.approx(10.0)
+
+
+def test_itl_percentiles():
+    rec = record(decode=(0.1,))
+    rec["result"]["repetitions"][0]["inter_token_latencies_s"] = [0.01, 0.02, 0.03, 0.04]
+    row = merge.repetitions([rec]).iloc[0]
+    assert row["itl_p50_ms"] == pytest.approx(25.0)
+    assert row["itl_p99_ms"] == pytest.approx(39.7)
+
+
+def test_cells_table_has_stats_and_normalisation():
+    table = merge.cells([record(threads=2, decode=(0.04, 0.05, 0.08))], FREQ)
+    row = table.iloc[0]
+    assert row["gen_tps_median"] == pytest.approx(80.0)  # 4 / 0.05
+    assert row["gen_tps_n"] == 3
+    assert row["gen_tps_per_core"] == pytest.approx(40.0)
+    assert row["gen_tps_per_ghz_per_core"] == pytest.approx(20.0)
+    assert row["cycles_per_token"] == pytest.approx(2 * 2e9 / 80.0)
+    assert row["frequency_source"] == "test"
+    assert row["peak_memory_mib_median"] == pytest.approx(50.0)
+    assert row["cpu_seconds_median"] == pytest.approx(1.5)
+
+
+def test_unknown_frequency_gives_null_with_reason():
+    row = merge.cells([record()], {"ghz": None, "source": None, "reason": "no cpufreq"}).iloc[0]
+    assert math.isnan(row["gen_tps_per_ghz_per_core"]) and math.isnan(row["cycles_per_token"])
+    assert row["frequency_source"] == "unknown: no cpufreq"
+    assert row["gen_tps_per_core"] > 0
+
+
+def test_failed_cells_stay_in_the_table_without_numbers():
+    table = merge.cells([record(), record(cell_id="c-000000000002", status="oom", reason="killed")], FREQ)
+    assert list(table["status"]) == ["ok", "oom"]
+    failed = table.iloc[1]
+    assert failed["reason"] == "killed" and failed["gen_tps_n"] == 0 and math.isnan(failed["gen_tps_median"])
+    assert math.isnan(failed["peak_memory_mib_median"])
+
+
+def test_unmeasured_outside_values_are_null_not_zero():
+    rec = record()
+    rec["outside"]["peak_memory_bytes"] = None
+    row = merge.cells([rec], FREQ).iloc[0]
+    assert math.isnan(row["peak_memory_mib_median"]) and row["peak_memory_mib_n"] == 0
