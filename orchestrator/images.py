@@ -124,7 +124,8 @@ def ensure(docker: Docker, name: str, logs_dir: Path, progress: Callable[[str], 
         return Built(name, tag, existing, base or "", base_id, docker.image_labels(tag), None, False)
     log_path = logs_dir / f"build-{name}-{tag.rsplit(':', 1)[1]}.log"
     progress(f"building image {tag} from images/{name} (log: {log_path})")
-    steps = re.compile(r"^Step \d+/\d+")
+    # Show Dockerfile steps and compiler progress ("[ 42%] Building ...") while the build runs.
+    steps = re.compile(r"^(Step \d+/\d+|\[\s*\d+%\])")
     image_id = docker.build(context_tar(files, ca_bundle()), tag, args,
                             {"orchestrate.image": name, "orchestrate.context": tag.rsplit(":", 1)[1],
                              "orchestrate.base": base or "", "orchestrate.base_id": base_id},

@@ -155,7 +155,13 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
               (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
               f"making {entry.id}", logs_dir / f"make-{entry.id}.log")
     tool = _tool_record(maker)
-    _install(model_dir, work / "hf", "safetensors", {**tool, "parent": None})
+    report = json.loads((work / "manifest.json").read_text()) if (work / "manifest.json").is_file() else {}
+    tokenizer = report.get("tokenizer", {})
+    if tokenizer.get("sentencepiece_matched") != tokenizer.get("test_vectors"):
+        raise ModelError(f"the tokenizer made for {entry.id} matched {tokenizer.get('sentencepiece_matched')} of "
+                         f"{tokenizer.get('test_vectors')} llama.cpp test vectors (log {logs_dir})")
+    maker_report = {k: report.get(k) for k in ("parameters", "tokenizer", "versions")}
+    _install(model_dir, work / "hf", "safetensors", {**tool, "parent": None, "maker_report": maker_report})
     _install(model_dir, work / "gguf" / "model-f32.gguf", "gguf-f32",
              {**tool, "tool": "llama.cpp convert_hf_to_gguf.py --outtype f32", "parent": _parent(model_dir, "safetensors")})
     shutil.rmtree(work, ignore_errors=True)
@@ -178,8 +184,8 @@ def _quantize(docker: Docker, entry: Entry, fmt: str, model_dir: Path, logs_dir:
 
 
 def _tool_record(image: images.Built) -> dict:
-    return {"tool": image.name, "tool_version": image.labels.get("orchestrate.tool.version")
-            or image.labels.get("orchestrate.engine.version"), "image": image.tag, "image_id": image.id}
+    versions = {k: v for k, v in image.labels.items() if k.startswith(("orchestrate.", "org.opencontainers."))}
+    return {"tool": image.name, "tool_versions": versions, "image": image.tag, "image_id": image.id}
 
 
 def _parent(model_dir: Path, fmt: str) -> dict:
@@ -198,6 +204,8 @@ def _install(model_dir: Path, produced: Path, fmt: str, provenance: dict) -> Non
     shutil.move(str(produced), target)
     for path in [target, *target.rglob("*")] if target.is_dir() else [target]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        if os.getuid() == 0:
+            os.chown(path, 0, 0)  # made by an unprivileged tool user; the store belongs to its owner
     data = manifest(model_dir) or {"schema_version": 1, "files": {}}
     data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": sha256_of(target), "size": _size(target),
                           **provenance}
