@@ -1,0 +1,777 @@
+// orchestrate-runner: runs one benchmark CELL with llama.cpp, in process.
+//
+// Reads the job (schemas/cell.schema.json) from $ORCHESTRATE_JOB (default
+// /job/job.json), loads the GGUF model once, runs `warmup` untimed and
+// `repetitions` timed greedy generations, and writes
+// <output_dir>/result.json (schemas/result.schema.json) atomically.
+// On any error: a message on stderr, a non-zero exit status, no result file.
+//
+// Timing (std::chrono::steady_clock) per repetition, after clearing the KV cache:
+//   t0          start of prefill (just before llama_decode of the whole prompt batch)
+//   prefill_s   t0 -> llama_decode returned and the last position's logits are
+//               readable (llama_get_logits_ith synchronizes the backend)
+//   ttft_s      t0 -> greedy argmax over those logits done (first token id known)
+//   itl[k]      time from token k known to token k+1 known: one llama_decode of
+//               the previous token + logits readout + argmax
+//   decode_s    sum of the inter-token latencies (first token -> last token)
+
+#include "llama.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <chrono>
+#include <clocale>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef ORCHESTRATE_ENGINE_VERSION
+#define ORCHESTRATE_ENGINE_VERSION "unknown"
+#endif
+
+using json = nlohmann::ordered_json;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// ---------------------------------------------------------------- logging
+
+bool g_verbose = false;
+
+void logf(const char * fmt, ...) __attribute__((format(printf, 1, 2)));
+void logf(const char * fmt, ...) {
+    std::fprintf(stderr, "orchestrate-runner: ");
+    va_list ap;
+    va_start(ap, fmt);
+    std::vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    std::fputc('\n', stderr);
+    std::fflush(stderr);
+}
+
+// llama.cpp / ggml log filter: warnings and errors only, unless
+// ORCHESTRATE_VERBOSE=1. CONT lines continue the previous message's level.
+void llama_log_filter(enum ggml_log_level level, const char * text, void * /*user*/) {
+    static enum ggml_log_level last = GGML_LOG_LEVEL_INFO;
+    if (level != GGML_LOG_LEVEL_CONT) {
+        last = level;
+    }
+    if (g_verbose || last == GGML_LOG_LEVEL_WARN || last == GGML_LOG_LEVEL_ERROR) {
+        std::fputs(text, stderr);
+    }
+}
+
+double seconds(steady::duration d) {
+    return std::chrono::duration<double>(d).count();
+}
+
+// ---------------------------------------------------------------- job parsing
+
+template <typename T>
+T require(const json & obj, const char * key, const char * where) {
+    if (!obj.is_object() || !obj.contains(key)) {
+        throw std::runtime_error(std::string("job: missing '") + where + key + "'");
+    }
+    try {
+        return obj.at(key).get<T>();
+    } catch (const json::exception & e) {
+        throw std::runtime_error(std::string("job: bad type for '") + where + key + "': " + e.what());
+    }
+}
+
+struct Job {
+    std::string cell_id;
+    std::string model_path;
+    int         threads = 1;
+    std::string prompt;
+    long long   prompt_tokens = -1; // -1: null (use the tokenized text as is)
+    int         gen_tokens = 0;
+    int         warmup = 0;
+    int         repetitions = 0;
+    std::string output_dir;
+    bool        llama_bench = false;
+};
+
+Job parse_job(const json & j) {
+    Job job;
+    if (!j.is_object()) {
+        throw std::runtime_error("job: top level is not an object");
+    }
+    const int schema_version = require<int>(j, "schema_version", "");
+    if (schema_version != 1) {
+        throw std::runtime_error("job: unsupported schema_version " + std::to_string(schema_version));
+    }
+    job.cell_id = require<std::string>(j, "cell_id", "");
+    const json & model = j.at("model");
+    job.model_path = require<std::string>(model, "path", "model.");
+    job.threads = require<int>(j, "threads", "");
+    const json & wl = j.contains("workload") ? j.at("workload") : json();
+    job.prompt = require<std::string>(wl, "prompt", "workload.");
+    if (!wl.contains("prompt_tokens")) {
+        throw std::runtime_error("job: missing 'workload.prompt_tokens' (may be null)");
+    }
+    if (!wl.at("prompt_tokens").is_null()) {
+        job.prompt_tokens = require<long long>(wl, "prompt_tokens", "workload.");
+        if (job.prompt_tokens < 2) {
+            throw std::runtime_error("job: workload.prompt_tokens must be >= 2");
+        }
+    }
+    job.gen_tokens = require<int>(wl, "gen_tokens", "workload.");
+    job.warmup = require<int>(j, "warmup", "");
+    job.repetitions = require<int>(j, "repetitions", "");
+    job.output_dir = require<std::string>(j, "output_dir", "");
+
+    if (job.prompt.empty()) throw std::runtime_error("job: workload.prompt is empty");
+    if (job.threads < 1) throw std::runtime_error("job: threads must be >= 1");
+    if (job.gen_tokens < 2) throw std::runtime_error("job: workload.gen_tokens must be >= 2");
+    if (job.warmup < 0) throw std::runtime_error("job: warmup must be >= 0");
+    if (job.repetitions < 1) throw std::runtime_error("job: repetitions must be >= 1");
+
+    if (j.contains("engine") && j.at("engine").contains("options")) {
+        const json & opts = j.at("engine").at("options");
+        if (!opts.is_object()) throw std::runtime_error("job: engine.options is not an object");
+        if (opts.contains("llama_bench")) {
+            if (!opts.at("llama_bench").is_boolean()) {
+                throw std::runtime_error("job: engine.options.llama_bench must be a boolean");
+            }
+            job.llama_bench = opts.at("llama_bench").get<bool>();
+        }
+        for (const auto & item : opts.items()) {
+            if (item.key() != "llama_bench") {
+                logf("warning: ignoring unknown engine option '%s'", item.key().c_str());
+            }
+        }
+    }
+    return job;
+}
+
+json read_json_file(const std::string & path) {
+    std::ifstream in(path);
+    if (!in) {
+        throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+    }
+    try {
+        return json::parse(in);
+    } catch (const json::exception & e) {
+        throw std::runtime_error("cannot parse " + path + ": " + e.what());
+    }
+}
+
+// ---------------------------------------------------------------- /proc helpers
+
+long long read_vmhwm_bytes() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmHWM:", 0) == 0) {
+            std::istringstream ss(line.substr(6));
+            long long kb = -1;
+            std::string unit;
+            ss >> kb >> unit;
+            if (kb >= 0 && unit == "kB") return kb * 1024;
+        }
+    }
+    return -1;
+}
+
+// tid -> CPU time in ns the thread has run (first field of /proc/self/task/<tid>/schedstat;
+// falls back to utime+stime from .../stat in clock ticks when schedstat is absent).
+struct TaskTimes {
+    std::map<long, double> cpu_s;
+    std::string source;
+};
+
+TaskTimes read_task_times() {
+    TaskTimes t;
+    DIR * dir = opendir("/proc/self/task");
+    if (!dir) return t;
+    const long ticks = sysconf(_SC_CLK_TCK);
+    bool used_schedstat = false, used_stat = false;
+    while (dirent * ent = readdir(dir)) {
+        if (ent->d_name[0] == '.') continue;
+        const long tid = std::strtol(ent->d_name, nullptr, 10);
+        const std::string base = std::string("/proc/self/task/") + ent->d_name;
+        double cpu = -1.0;
+        {
+            std::ifstream in(base + "/schedstat");
+            unsigned long long run_ns = 0;
+            if (in && (in >> run_ns)) {
+                cpu = run_ns / 1e9;
+                used_schedstat = true;
+            }
+        }
+        if (cpu < 0) {
+            std::ifstream in(base + "/stat");
+            std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            const size_t rp = s.rfind(')');
+            if (rp != std::string::npos && ticks > 0) {
+                std::istringstream ss(s.substr(rp + 2));
+                std::string field;
+                std::vector<std::string> f;
+                while (ss >> field) f.push_back(field);
+                // after "pid (comm) ": state(0) ... utime is field 14 overall -> index 11 here
+                if (f.size() > 12) {
+                    cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+                    used_stat = true;
+                }
+            }
+        }
+        if (cpu >= 0) t.cpu_s[tid] = cpu;
+    }
+    closedir(dir);
+    t.source = used_schedstat ? "/proc/self/task/*/schedstat" : (used_stat ? "/proc/self/task/*/stat" : "none");
+    return t;
+}
+
+// ---------------------------------------------------------------- llama helpers
+
+std::vector<llama_token> tokenize(const llama_vocab * vocab, const std::string & text) {
+    // add_special=true: BOS (if the model's vocab adds one); parse_special=false: plain text.
+    int n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), nullptr, 0, true, false);
+    if (n == INT32_MIN) throw std::runtime_error("tokenize: overflow");
+    if (n < 0) n = -n;
+    std::vector<llama_token> ids(n);
+    const int got = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), ids.data(), n, true, false);
+    if (got < 0) throw std::runtime_error("tokenize: failed");
+    ids.resize(got);
+    return ids;
+}
+
+llama_token argmax(const float * logits, int n_vocab) {
+    int best = 0;
+    float best_v = logits[0];
+    for (int i = 1; i < n_vocab; ++i) {
+        if (logits[i] > best_v) {
+            best_v = logits[i];
+            best = i;
+        }
+    }
+    return best;
+}
+
+void batch_fill(llama_batch & batch, const llama_token * tokens, int n, llama_pos pos0) {
+    batch.n_tokens = n;
+    for (int i = 0; i < n; ++i) {
+        batch.token[i] = tokens[i];
+        batch.pos[i] = pos0 + i;
+        batch.n_seq_id[i] = 1;
+        batch.seq_id[i][0] = 0;
+        batch.logits[i] = (i == n - 1) ? 1 : 0;
+    }
+}
+
+struct Rep {
+    double prefill_s = 0, ttft_s = 0, decode_s = 0;
+    std::vector<double> itl;
+    std::vector<llama_token> tokens;
+    llama_perf_context_data perf{};
+    int os_threads_during_generation = -1;
+};
+
+Rep run_once(llama_context * ctx, const llama_vocab * vocab, llama_batch & batch,
+             const std::vector<llama_token> & prompt, int gen_tokens) {
+    Rep r;
+    const int n_vocab = llama_vocab_n_tokens(vocab);
+    const int n_prompt = (int) prompt.size();
+    r.tokens.reserve(gen_tokens);
+    r.itl.reserve(gen_tokens);
+
+    llama_memory_clear(llama_get_memory(ctx), true);
+    llama_perf_context_reset(ctx);
+    batch_fill(batch, prompt.data(), n_prompt, 0);
+
+    const auto t0 = steady::now();
+    int rc = llama_decode(ctx, batch);
+    if (rc != 0) throw std::runtime_error("llama_decode (prompt) returned " + std::to_string(rc));
+    const float * logits = llama_get_logits_ith(ctx, -1);
+    if (!logits) throw std::runtime_error("no logits after prompt decode");
+    const auto t_prefill = steady::now();
+    llama_token tok = argmax(logits, n_vocab);
+    const auto t_first = steady::now();
+    r.tokens.push_back(tok);
+
+    auto t_prev = t_first;
+    llama_pos pos = n_prompt;
+    while ((int) r.tokens.size() < gen_tokens) {
+        batch_fill(batch, &tok, 1, pos++);
+        rc = llama_decode(ctx, batch);
+        if (rc != 0) throw std::runtime_error("llama_decode (token " + std::to_string(r.tokens.size()) + ") returned " + std::to_string(rc));
+        logits = llama_get_logits_ith(ctx, -1);
+        if (!logits) throw std::runtime_error("no logits after token decode");
+        tok = argmax(logits, n_vocab); // end-of-sequence is ignored on purpose
+        const auto t = steady::now();
+        r.itl.push_back(seconds(t - t_prev));
+        t_prev = t;
+        r.tokens.push_back(tok);
+        if (r.tokens.size() == 2) {
+            // The compute threads exist while a generation is under way (OpenMP keeps its team).
+            // Counting happens outside the timed span's hot path only once and is cheap (readdir).
+            const auto tc0 = steady::now();
+            DIR * dir = opendir("/proc/self/task");
+            if (dir) {
+                int count = 0;
+                while (dirent * ent = readdir(dir)) {
+                    if (ent->d_name[0] != '.') ++count;
+                }
+                closedir(dir);
+                r.os_threads_during_generation = count;
+            }
+            // Do not charge the count to the next inter-token latency.
+            t_prev += steady::now() - tc0;
+        }
+    }
+    r.prefill_s = seconds(t_prefill - t0);
+    r.ttft_s = seconds(t_first - t0);
+    r.decode_s = 0;
+    for (double d : r.itl) r.decode_s += d;
+    r.perf = llama_perf_context(ctx);
+
+    if ((int) r.tokens.size() != gen_tokens || (int) r.itl.size() != gen_tokens - 1) {
+        throw std::runtime_error("internal: generated " + std::to_string(r.tokens.size()) + " tokens, wanted " + std::to_string(gen_tokens));
+    }
+    return r;
+}
+
+// ---------------------------------------------------------------- llama-bench
+
+json run_llama_bench(const Job & job, int n_prompt) {
+    const char * exe_env = std::getenv("ORCHESTRATE_LLAMA_BENCH");
+    const std::string exe = exe_env && *exe_env ? exe_env : "llama-bench";
+    std::vector<std::string> args = {
+        exe, "-m", job.model_path, "-t", std::to_string(job.threads),
+        "-p", std::to_string(n_prompt), "-n", std::to_string(job.gen_tokens),
+        "-r", std::to_string(job.repetitions), "-o", "json",
+    };
+    std::string cmdline;
+    for (const auto & a : args) {
+        if (!cmdline.empty()) cmdline += ' ';
+        cmdline += a;
+    }
+    logf("running %s", cmdline.c_str());
+
+    int pipefd[2];
+    if (pipe(pipefd) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+    const auto t0 = steady::now();
+    const pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        std::vector<char *> argv;
+        for (auto & a : args) argv.push_back(const_cast<char *>(a.c_str()));
+        argv.push_back(nullptr);
+        execvp(argv[0], argv.data());
+        std::fprintf(stderr, "orchestrate-runner: exec %s: %s\n", argv[0], std::strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = read(pipefd[0], buf, sizeof buf);
+        if (n > 0) {
+            out.append(buf, (size_t) n);
+        } else if (n == 0) {
+            break;
+        } else if (errno != EINTR) {
+            break;
+        }
+    }
+    close(pipefd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    const double wall = seconds(steady::now() - t0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        throw std::runtime_error("llama-bench failed (status " + std::to_string(status) + ")");
+    }
+    json parsed;
+    try {
+        parsed = json::parse(out);
+    } catch (const json::exception & e) {
+        throw std::runtime_error(std::string("llama-bench output is not JSON: ") + e.what());
+    }
+    json res;
+    res["command"] = args;
+    res["command_line"] = cmdline;
+    res["how"] = "llama-bench run as a child process after the timed repetitions (runner's model and "
+                 "context freed first), same model file and thread count; prompt of n_prompt tokens "
+                 "(llama-bench uses its own token ids, not this job's prompt), n_gen generated tokens, "
+                 "r repetitions, llama-bench's own warmup; its avg_ts/stddev_ts are tokens per second";
+    res["wall_s"] = wall;
+    res["results"] = parsed;
+    return res;
+}
+
+// ---------------------------------------------------------------- output
+
+void write_atomically(const std::string & dir, const std::string & name, const std::string & data) {
+    const std::string final_path = dir + "/" + name;
+    std::string tmpl = dir + "/." + name + ".XXXXXX";
+    std::vector<char> path(tmpl.begin(), tmpl.end());
+    path.push_back('\0');
+    const int fd = mkstemp(path.data());
+    if (fd < 0) throw std::runtime_error("cannot create temp file in " + dir + ": " + std::strerror(errno));
+    const std::string tmp_path(path.data());
+    size_t off = 0;
+    while (off < data.size()) {
+        const ssize_t n = write(fd, data.data() + off, data.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            const int e = errno;
+            close(fd);
+            unlink(tmp_path.c_str());
+            throw std::runtime_error("write " + tmp_path + ": " + std::strerror(e));
+        }
+        off += (size_t) n;
+    }
+    fchmod(fd, 0644);
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        const int e = errno;
+        unlink(tmp_path.c_str());
+        throw std::runtime_error("sync/close " + tmp_path + ": " + std::strerror(e));
+    }
+    if (rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+        const int e = errno;
+        unlink(tmp_path.c_str());
+        throw std::runtime_error("rename to " + final_path + ": " + std::strerror(e));
+    }
+}
+
+json parse_system_info(const std::string & info) {
+    // "CPU : SSE3 = 1 | AVX = 1 | ... | OPENMP = 1 | REPACK = 1 |"
+    json features = json::object();
+    std::string section;
+    std::istringstream ss(info);
+    std::string part;
+    while (std::getline(ss, part, '|')) {
+        const size_t colon = part.find(" : ");
+        if (colon != std::string::npos) {
+            section = part.substr(0, colon);
+            section.erase(0, section.find_first_not_of(' '));
+            part = part.substr(colon + 3);
+        }
+        const size_t eq = part.find('=');
+        if (eq == std::string::npos) continue;
+        std::string key = part.substr(0, eq), val = part.substr(eq + 1);
+        auto trim = [](std::string & s) {
+            s.erase(0, s.find_first_not_of(' '));
+            s.erase(s.find_last_not_of(' ') + 1);
+        };
+        trim(key);
+        trim(val);
+        if (key.empty()) continue;
+        const std::string full = section.empty() ? key : section + "." + key;
+        if (val == "1") {
+            features[full] = true;
+        } else if (val == "0") {
+            features[full] = false;
+        } else {
+            features[full] = val;
+        }
+    }
+    return features;
+}
+
+int run(const std::string & job_path) {
+    const json job_json = read_json_file(job_path);
+    const Job job = parse_job(job_json);
+    logf("cell %s: model %s, threads %d, gen_tokens %d, warmup %d, repetitions %d",
+         job.cell_id.c_str(), job.model_path.c_str(), job.threads, job.gen_tokens, job.warmup, job.repetitions);
+
+    struct stat st{};
+    if (stat(job.output_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        throw std::runtime_error("output_dir " + job.output_dir + " is not a directory");
+    }
+    if (access(job.output_dir.c_str(), W_OK) != 0) {
+        throw std::runtime_error("output_dir " + job.output_dir + " is not writable");
+    }
+
+    // Build info baked into the image.
+    const char * bi_env = std::getenv("ORCHESTRATE_BUILD_INFO");
+    const std::string build_info_path = bi_env && *bi_env ? bi_env : "/opt/engine/build.json";
+    json build = json::object();
+    std::string engine_version = ORCHESTRATE_ENGINE_VERSION;
+    {
+        std::ifstream in(build_info_path);
+        if (in) {
+            try {
+                build = json::parse(in);
+                if (build.contains("engine_version") && build["engine_version"].is_string()) {
+                    engine_version = build["engine_version"].get<std::string>();
+                }
+            } catch (const json::exception & e) {
+                throw std::runtime_error("cannot parse " + build_info_path + ": " + e.what());
+            }
+        } else {
+            logf("warning: %s not found; build details limited to llama_print_system_info()", build_info_path.c_str());
+            build["build_info_missing"] = build_info_path;
+        }
+    }
+
+    llama_log_set(llama_log_filter, nullptr);
+    llama_backend_init();
+
+    const std::string system_info = llama_print_system_info();
+    build["system_info"] = system_info;
+    build["system_info_parsed"] = parse_system_info(system_info);
+
+    // ---- load
+    const auto t_load0 = steady::now();
+    llama_model_params mparams = llama_model_default_params();
+    mparams.n_gpu_layers = 0;
+    llama_model * model = llama_model_load_from_file(job.model_path.c_str(), mparams);
+    if (!model) throw std::runtime_error("failed to load model " + job.model_path);
+    const auto t_model = steady::now();
+    const llama_vocab * vocab = llama_model_get_vocab(model);
+
+    // ---- prompt
+    std::vector<llama_token> prompt = tokenize(vocab, job.prompt);
+    int repeats = 1;
+    if (job.prompt_tokens > 0) {
+        std::string text = job.prompt;
+        while ((long long) prompt.size() < job.prompt_tokens) {
+            const size_t before = prompt.size();
+            text += " ";
+            text += job.prompt;
+            ++repeats;
+            prompt = tokenize(vocab, text);
+            if (prompt.size() <= before) {
+                throw std::runtime_error("prompt does not grow when repeated; cannot reach prompt_tokens");
+            }
+        }
+        prompt.resize((size_t) job.prompt_tokens);
+    }
+    if (prompt.empty()) throw std::runtime_error("prompt tokenized to zero tokens");
+    const int n_prompt = (int) prompt.size();
+
+    // ---- context: room for the prompt plus every generated token.
+    llama_context_params cparams = llama_context_default_params();
+    cparams.n_ctx = (uint32_t) (n_prompt + job.gen_tokens);
+    cparams.n_batch = (uint32_t) n_prompt; // the whole prompt goes into one llama_decode call
+    cparams.n_ubatch = std::min<uint32_t>(cparams.n_ubatch, (uint32_t) n_prompt);
+    cparams.n_seq_max = 1;
+    cparams.n_threads = job.threads;
+    cparams.n_threads_batch = job.threads;
+    cparams.no_perf = false;
+    llama_context * ctx = llama_init_from_model(model, cparams);
+    if (!ctx) throw std::runtime_error("failed to create llama context");
+    const auto t_ctx = steady::now();
+    const double load_time_s = seconds(t_ctx - t_load0);
+    logf("loaded in %.3f s (model %.3f s, context %.3f s); prompt %d tokens (text repeated %d x)",
+         load_time_s, seconds(t_model - t_load0), seconds(t_ctx - t_model), n_prompt, repeats);
+
+    const int n_ctx_train = llama_model_n_ctx_train(model);
+    if (n_ctx_train > 0 && n_prompt + job.gen_tokens > n_ctx_train) {
+        logf("warning: prompt + gen tokens (%d) exceed the model's training context (%d)",
+             n_prompt + job.gen_tokens, n_ctx_train);
+    }
+
+    llama_batch batch = llama_batch_init(n_prompt, 0, 1);
+
+    // ---- warmup + timed repetitions
+    for (int i = 0; i < job.warmup; ++i) {
+        run_once(ctx, vocab, batch, prompt, job.gen_tokens);
+    }
+    if (job.warmup > 0) logf("warmup done (%d)", job.warmup);
+
+    const TaskTimes tasks_before = read_task_times();
+    std::vector<Rep> reps;
+    for (int i = 0; i < job.repetitions; ++i) {
+        reps.push_back(run_once(ctx, vocab, batch, prompt, job.gen_tokens));
+        const Rep & r = reps.back();
+        logf("rep %d/%d: ttft %.4f s, decode %.4f s (%.1f tok/s)", i + 1, job.repetitions, r.ttft_s, r.decode_s,
+             r.decode_s > 0 ? (job.gen_tokens - 1) / r.decode_s : 0.0);
+    }
+    const TaskTimes tasks_after = read_task_times();
+
+    // ---- threads: engine setting, cross-checked against the OS.
+    const int engine_threads = llama_n_threads(ctx);
+    const int engine_threads_batch = llama_n_threads_batch(ctx);
+    int os_threads = -1;
+    for (const Rep & r : reps) os_threads = std::max(os_threads, r.os_threads_during_generation);
+    double max_cpu = 0;
+    std::vector<std::pair<long, double>> deltas;
+    for (const auto & kv : tasks_after.cpu_s) {
+        const auto it = tasks_before.cpu_s.find(kv.first);
+        const double d = kv.second - (it == tasks_before.cpu_s.end() ? 0.0 : it->second);
+        deltas.emplace_back(kv.first, d);
+        max_cpu = std::max(max_cpu, d);
+    }
+    int active = 0;
+    json per_task = json::array();
+    for (const auto & d : deltas) {
+        // A compute thread does a comparable share of the work: count threads with at least
+        // 10 % of the busiest thread's CPU time over the timed repetitions.
+        const bool is_active = max_cpu > 0 && d.second >= 0.1 * max_cpu;
+        if (is_active) ++active;
+        per_task.push_back({{"tid", d.first}, {"cpu_s", d.second}, {"active", is_active}});
+    }
+    int used = engine_threads;
+    std::string how = "llama_n_threads(ctx)=" + std::to_string(engine_threads) +
+                      " and llama_n_threads_batch(ctx)=" + std::to_string(engine_threads_batch) +
+                      " (set through llama_context_params.n_threads/n_threads_batch)";
+    if (os_threads >= 0) {
+        how += "; cross-check: the process had " + std::to_string(os_threads) +
+               " OS threads during generation (/proc/self/task)";
+    }
+    if (!tasks_after.cpu_s.empty() && max_cpu > 0) {
+        how += ", " + std::to_string(active) + " of which ran >= 10% of the busiest thread's CPU time over the timed repetitions (" +
+               tasks_after.source + ")";
+        if (active != engine_threads) {
+            used = active;
+            how += "; the OS count differs from the engine setting, so 'used' reports the OS count";
+        } else {
+            how += "; consistent with the engine setting";
+        }
+    }
+    if (engine_threads != job.threads) {
+        logf("warning: engine reports %d threads, job requested %d", engine_threads, job.threads);
+    }
+
+    const long long peak_rss = read_vmhwm_bytes();
+
+    // ---- model / context facts for 'extra'
+    char desc[256] = {0};
+    llama_model_desc(model, desc, sizeof desc);
+    json extra = json::object();
+    extra["timing_definitions"] = {
+        {"clock", "std::chrono::steady_clock, in process"},
+        {"load_time_s", "llama_model_load_from_file + llama_init_from_model (mmap'd weights: pages may still fault in during the first (warmup) run)"},
+        {"prefill_s", "one llama_decode over the whole prompt batch, until the last position's logits are readable (llama_get_logits_ith, which synchronizes)"},
+        {"ttft_s", "prefill_s + greedy argmax over the vocabulary: start of prefill until the first token id is known"},
+        {"inter_token_latencies_s", "between consecutive generated token ids: llama_decode of one token + logits readout + argmax"},
+        {"decode_s", "sum of inter_token_latencies_s"},
+        {"kv_cache", "llama_memory_clear(llama_get_memory(ctx), true) before every repetition, outside the timed span"},
+    };
+    extra["load_breakdown_s"] = {{"model", seconds(t_model - t_load0)}, {"context", seconds(t_ctx - t_model)}};
+    extra["model"] = {
+        {"desc", desc},
+        {"n_params", llama_model_n_params(model)},
+        {"size_bytes", llama_model_size(model)},
+        {"n_ctx_train", n_ctx_train},
+        {"n_vocab", llama_vocab_n_tokens(vocab)},
+        {"add_bos", llama_vocab_get_add_bos(vocab)},
+    };
+    extra["context"] = {
+        {"n_ctx", llama_n_ctx(ctx)},
+        {"n_batch", llama_n_batch(ctx)},
+        {"n_ubatch", llama_n_ubatch(ctx)},
+        {"n_threads", engine_threads},
+        {"n_threads_batch", engine_threads_batch},
+        {"load_mode", llama_load_mode_name(mparams.load_mode)},
+        {"flash_attn_type", (int) cparams.flash_attn_type},
+    };
+    extra["prompt"] = {{"text_repeats", repeats}, {"tokenize", "llama_tokenize(add_special=true, parse_special=false)"}};
+    json perf = json::array();
+    for (size_t i = 0; i < reps.size(); ++i) {
+        perf.push_back({
+            {"index", i},
+            {"t_p_eval_ms", reps[i].perf.t_p_eval_ms},
+            {"n_p_eval", reps[i].perf.n_p_eval},
+            {"t_eval_ms", reps[i].perf.t_eval_ms},
+            {"n_eval", reps[i].perf.n_eval},
+        });
+    }
+    extra["llama_perf"] = {
+        {"how", "llama_perf_context(ctx) after each timed repetition (reset before it): llama.cpp's own "
+                "prompt-eval and eval timers, for cross-checking prefill_s and decode_s"},
+        {"repetitions", perf},
+    };
+    extra["threads_observed"] = {
+        {"os_threads_during_generation", os_threads},
+        {"source", tasks_after.source},
+        {"tasks", per_task},
+    };
+
+    // ---- free before llama-bench so the two never hold the model at once
+    llama_batch_free(batch);
+    llama_free(ctx);
+    llama_model_free(model);
+
+    if (job.llama_bench) {
+        extra["llama_bench"] = run_llama_bench(job, n_prompt);
+    }
+    llama_backend_free();
+
+    // ---- result
+    json result = json::object();
+    result["schema_version"] = 1;
+    result["cell_id"] = job.cell_id;
+    result["engine"] = {{"name", "llama.cpp"}, {"version", engine_version}, {"build", build}};
+    result["measurement_boundary"] = "in-process";
+    result["threads"] = {{"requested", job.threads}, {"used", used}, {"how", how}};
+    result["load_time_s"] = load_time_s;
+    result["peak_rss_bytes"] = peak_rss >= 0 ? json(peak_rss) : json(nullptr);
+    result["prompt_token_ids"] = prompt;
+    json reps_json = json::array();
+    for (size_t i = 0; i < reps.size(); ++i) {
+        const Rep & r = reps[i];
+        reps_json.push_back({
+            {"index", i},
+            {"prompt_tokens", n_prompt},
+            {"generated_tokens", (int) r.tokens.size()},
+            {"prefill_s", r.prefill_s},
+            {"decode_s", r.decode_s},
+            {"ttft_s", r.ttft_s},
+            {"inter_token_latencies_s", r.itl},
+            {"token_ids", r.tokens},
+        });
+    }
+    result["repetitions"] = reps_json;
+    result["extra"] = extra;
+    json unmeasured = json::object();
+    if (peak_rss < 0) unmeasured["peak_rss_bytes"] = "VmHWM not found in /proc/self/status";
+    result["unmeasured"] = unmeasured;
+
+    write_atomically(job.output_dir, "result.json", result.dump(2) + "\n");
+    logf("wrote %s/result.json", job.output_dir.c_str());
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char ** argv) {
+    std::setlocale(LC_NUMERIC, "C");
+    const char * verbose = std::getenv("ORCHESTRATE_VERBOSE");
+    g_verbose = verbose && *verbose && std::strcmp(verbose, "0") != 0;
+
+    std::string job_path;
+    if (argc > 1) {
+        const std::string a = argv[1];
+        if (a == "-h" || a == "--help") {
+            std::printf("usage: %s [JOB_JSON]\n"
+                        "Runs one benchmark cell. The job is read from JOB_JSON, else $ORCHESTRATE_JOB, "
+                        "else /job/job.json. Writes <output_dir>/result.json.\n",
+                        argv[0]);
+            return 0;
+        }
+        job_path = a;
+    } else {
+        const char * env = std::getenv("ORCHESTRATE_JOB");
+        job_path = env && *env ? env : "/job/job.json";
+    }
+    try {
+        return run(job_path);
+    } catch (const std::exception & e) {
+        std::fprintf(stderr, "orchestrate-runner: error: %s\n", e.what());
+        return 1;
+    }
+}
