@@ -9,8 +9,9 @@ from pathlib import Path
 
 from orchestrator import cgroup
 from orchestrator.cpuset import Assignment
-from orchestrator.dockerapi import ContainerSpec, Docker, Mount
+from orchestrator.dockerapi import ContainerSpec, Docker, Exit, Mount
 from orchestrator.engines import ENGINES
+from orchestrator.errors import DockerError
 from orchestrator.images import Built
 from orchestrator.models import Prepared
 from orchestrator.plan import Cell
@@ -71,7 +72,10 @@ def run_cell(docker: Docker, docker_info: dict, run_id: str, cell: Cell, image: 
         cpuset_cpus=placement.cpuset_cpus, cpuset_mems=placement.cpuset_mems, mem_limit=memory_bytes,
         user=RUNNER_USER, cgroup_parent=parent, pids_limit=PIDS_LIMIT)
     try:
-        ended = docker.run(spec, timeout_s)
+        try:
+            ended = docker.run(spec, timeout_s)
+        except DockerError as exc:  # recorded as a crashed CELL; the RUN goes on
+            ended = Exit(None, False, False, None, None, f"orchestrate: the container did not run: {exc}")
         usage = cgroup.read_usage(driver, version, parent)
     finally:
         cgroup.remove(driver, version, parent)

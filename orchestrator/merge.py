@@ -92,6 +92,8 @@ def cells(records: list[dict], frequency: dict) -> pd.DataFrame:
                 row[f"{metric}_{stat}"] = value
         result = record.get("result") or {}
         row["load_time_s"] = result.get("load_time_s", np.nan) if record["status"] == "ok" else np.nan
+        rss = result.get("peak_rss_bytes") if record["status"] == "ok" else None
+        row["peak_rss_mib"] = rss / 2**20 if rss is not None else np.nan
         row["threads_used"] = result.get("threads", {}).get("used") if result else None
         row.update(normalise(row["gen_tps_median"], record["cell"]["threads"], frequency))
         rows.append(row)

@@ -15,7 +15,7 @@ SUMMARY_COLUMNS = {
     "engine": "engine", "model": "model", "format": "format", "threads": "threads", "workload": "workload",
     "status": "status", "prompt_tps_median": "prompt tok/s", "gen_tps_median": "gen tok/s",
     "gen_tps_std": "gen sd", "gen_tps_n": "n", "ttft_ms_median": "TTFT ms", "itl_p50_ms_median": "ITL p50 ms",
-    "itl_p95_ms_median": "ITL p95 ms", "itl_p99_ms_median": "ITL p99 ms", "peak_memory_mib_median": "peak MiB",
+    "itl_p95_ms_median": "ITL p95 ms", "itl_p99_ms_median": "ITL p99 ms", "peak_memory_mib_median": "peak MiB", "peak_rss_mib": "peak RSS MiB",
     "cpu_seconds_median": "CPU s", "gen_tps_per_core": "gen tok/s/core",
     "gen_tps_per_ghz_per_core": "gen tok/s/GHz/core", "cycles_per_token": "cycles/token",
 }

@@ -72,6 +72,8 @@ def judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, l
         return CellStatus.TIMEOUT, "the cell ran past its timeout and was killed", None
     if oom_killed:
         return CellStatus.OOM, "killed by the kernel's OOM killer at the cell's memory limit", None
+    if exit_code is None:
+        return CellStatus.CRASHED, log_tail.strip() or "the container did not run", None
     if exit_code != 0:
         return CellStatus.CRASHED, f"the runner exited with status {exit_code}" + (f": {last}" if last else ""), None
     if not result_path.is_file():

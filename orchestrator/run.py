@@ -59,7 +59,7 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
     docker = Docker()
     docker_info = docker.info()
     run_id = new_run_id(cells)
-    run_dir = Path(results_root) / run_id
+    run_dir = Path(results_root).resolve() / run_id  # absolute: it is bind-mounted
     run_dir.mkdir(parents=True, exist_ok=False)  # a finished RUN is never overwritten
     logs_dir = run_dir / "logs"
     progress(f"RUN {run_id}: {len(cells)} cells -> {run_dir}")

@@ -106,6 +106,7 @@ struct Job {
     int         repetitions = 0;
     std::string output_dir;
     bool        llama_bench = false;
+    std::string load_mode = "auto"; // llama.cpp's own default
 };
 
 Job parse_job(const json & j) {
@@ -152,8 +153,19 @@ Job parse_job(const json & j) {
             }
             job.llama_bench = opts.at("llama_bench").get<bool>();
         }
+        if (opts.contains("load_mode")) {
+            static const char * modes[] = {"auto", "none", "mmap", "mlock", "mmap+mlock", "dio"};
+            const json & value = opts.at("load_mode");
+            bool known = false;
+            for (const char * mode : modes) known = known || (value.is_string() && value.get<std::string>() == mode);
+            if (!known) {
+                throw std::runtime_error("job: engine.options.load_mode must be one of auto, none, mmap, mlock, "
+                                         "mmap+mlock, dio");
+            }
+            job.load_mode = value.get<std::string>();
+        }
         for (const auto & item : opts.items()) {
-            if (item.key() != "llama_bench") {
+            if (item.key() != "llama_bench" && item.key() != "load_mode") {
                 logf("warning: ignoring unknown engine option '%s'", item.key().c_str());
             }
         }
@@ -537,6 +549,7 @@ int run(const std::string & job_path) {
     const auto t_load0 = steady::now();
     llama_model_params mparams = llama_model_default_params();
     mparams.n_gpu_layers = 0;
+    mparams.load_mode = llama_load_mode_from_str(job.load_mode.c_str());
     llama_model * model = llama_model_load_from_file(job.model_path.c_str(), mparams);
     if (!model) throw std::runtime_error("failed to load model " + job.model_path);
     const auto t_model = steady::now();

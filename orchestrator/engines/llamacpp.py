@@ -7,5 +7,9 @@ ENGINE = Engine(
     image_dir="llama.cpp",
     formats=frozenset({"gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0"}),
     description="llama.cpp C++ runner linked against libllama; greedy decoding timed per token in-process.",
-    options={"llama_bench": "bool: also run llama-bench on the same cores and record its prefill/decode rates"},
+    options={
+        "llama_bench": "bool: also run llama-bench on the same cores and record its prefill/decode rates",
+        "load_mode": "auto (default) | none | mmap | mlock | mmap+mlock | dio: how llama.cpp loads the weights; "
+                     "with mmap, pages already in the page cache are not charged to the cell's cgroup",
+    },
 )

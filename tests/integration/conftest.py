@@ -1,0 +1,40 @@
+"""Integration fixtures: a real Docker engine, real images, the real model."""
+
+import os
+
+import pytest
+
+from orchestrator import models
+from orchestrator.dockerapi import Docker
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image would need a registry
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def docker() -> Docker:
+    # No skip: without a Docker engine these tests must fail, not pass silently.
+    return Docker()
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def tinystories(docker, logs_dir):
+    """tinystories-15m in the default store, made offline in pinned containers if missing."""
+    return models.prepare(docker, "tinystories-15m", ["gguf-f32", "gguf-q8_0"], logs_dir)
+
+
+@pytest.fixture
+def no_leftovers(docker):
+    """Assert that no orchestrator container remains after the test."""
+    yield
+    assert docker.list_labelled() == [], "orchestrator containers were left behind"

@@ -1,0 +1,50 @@
+"""The command line against the real Docker engine: clean, interrupt, report."""
+
+import signal
+import subprocess
+import sys
+import time
+
+
+SLEEPY = """\
+version: 1
+engines:
+  - name: testengine
+    options: {behaviour: sleep}
+models:
+  - id: tinystories-15m
+    formats: [gguf-q8_0]
+threads: [1]
+workloads:
+  - {name: w, prompt: "Once upon a time", gen_tokens: 4}
+timeout_s: 120
+"""
+
+
+def test_clean_removes_orchestrator_containers(docker, logs_dir):
+    from orchestrator import images
+
+    tag = images.ensure(docker, "testengine", logs_dir).tag
+    docker.client.containers.create(tag, labels={"orchestrate": "1", "orchestrate.run": "leftover"})
+    assert docker.list_labelled()
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "clean"], capture_output=True, text=True)
+    assert done.returncode == 0 and "removed 1" in done.stdout
+    assert docker.list_labelled() == []
+
+
+def test_interrupting_a_run_removes_its_containers(tmp_path, tinystories, docker, no_leftovers):
+    matrix_file = tmp_path / "sleepy.yaml"
+    matrix_file.write_text(SLEEPY)
+    process = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(matrix_file), "--results",
+                                str(tmp_path / "results")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 120
+    while not docker.list_labelled() and time.time() < deadline:
+        time.sleep(0.5)
+    assert docker.list_labelled(), "the cell's container never started"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    run_json = next((tmp_path / "results").glob("*/run.json")).read_text()
+    assert '"status": "interrupted"' in run_json
