@@ -33,7 +33,7 @@ def main() -> int:
             json.dump({"schema_version": 1, "cell_id": job["cell_id"], "note": "missing every measured field"}, f)
         return 0
     stop = threading.Event()
-    extra = job["threads"] - 1 - (1 if behaviour == "threads-mismatch" else 0)
+    extra = job["threads"] - 1 + (1 if behaviour == "threads-mismatch" else 0)  # one thread too many
     workers = [threading.Thread(target=stop.wait) for _ in range(max(extra, 0))]
     for worker in workers:
         worker.start()
