@@ -8,10 +8,14 @@ part of the time to first token.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 KEYS = ["cell_id", "engine", "model", "format", "threads", "workload"]
+FULL_PRECISION = ("gguf-f32", "safetensors", "onnx")  # formats holding the F32 weights themselves
+MIN_AGREEMENT = 32  # F32 engines must agree on at least this many greedy tokens
 STATS = ["median", "p90", "std", "min", "max", "n"]
 # Metrics measured once per repetition, summarised over repetitions.
 REPETITION_METRICS = ["prompt_tps", "gen_tps", "ttft_ms", "itl_p50_ms", "itl_p95_ms", "itl_p99_ms"]
@@ -96,8 +100,73 @@ def cells(records: list[dict], frequency: dict) -> pd.DataFrame:
         row["peak_rss_mib"] = rss / 2**20 if rss is not None else np.nan
         row["threads_used"] = result.get("threads", {}).get("used") if result else None
         row.update(normalise(row["gen_tps_median"], record["cell"]["threads"], frequency))
+        row["engine_options"] = json.dumps(record["cell"]["engine_options"], sort_keys=True)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    agreement_rows = agreement(records)
+    for column in ("agreement_reference", "agreement_tokens", "agreement_of", "agreement", "token_ids_stable"):
+        table[column] = [agreement_rows.get(r["cell_id"], {}).get(column) for r in records]
+    return table
+
+
+def _token_ids(record: dict) -> list[int] | None:
+    if record["status"] != "ok":
+        return None
+    return record["result"]["repetitions"][0]["token_ids"]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two sequences share."""
+    count = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+def agreement(records: list[dict]) -> dict[str, dict]:
+    """Greedy-token agreement of every ok CELL with its reference (pure).
+
+    F32 CELLs (gguf-f32, safetensors, onnx) are compared with the first F32 llama.cpp CELL
+    of the same model and workload (else the first F32 CELL): they must share at least
+    the first 32 tokens (or all, if fewer were generated), else 'DISAGREE'. Quantized
+    CELLs are compared with their F32 parent (gguf-f32) of the same engine, else of
+    any engine; their length of agreement is reported ('info').
+    """
+    ok = [r for r in records if r["status"] == "ok"]
+
+    def group(r):
+        return r["cell"]["model"], json.dumps(r["cell"]["workload"], sort_keys=True)
+
+    def anchor(members):
+        full = [r for r in members if r["cell"]["format"] in FULL_PRECISION]
+        preferred = [r for r in full if r["cell"]["engine"] == "llama.cpp" and r["cell"]["format"] == "gguf-f32"]
+        return (preferred or full or [None])[0]
+
+    out = {}
+    for record in ok:
+        cell, ids = record["cell"], _token_ids(record)
+        members = [r for r in ok if group(r) == group(record)]
+        if cell["format"] in FULL_PRECISION:
+            reference = anchor(members)
+            reference = None if reference is record else reference
+        else:
+            parents = [r for r in members if r["cell"]["format"] == "gguf-f32"]
+            own = [r for r in parents if r["cell"]["engine"] == cell["engine"]]
+            reference = (own or parents or [None])[0]
+        reps = record["result"]["repetitions"]
+        row = {"token_ids_stable": all(rep["token_ids"] == ids for rep in reps), "agreement_of": len(ids)}
+        if reference is None:
+            row.update(agreement_reference=None, agreement_tokens=None,
+                       agreement="reference" if cell["format"] in FULL_PRECISION else "no F32 parent in this RUN")
+        else:
+            length = common_prefix(ids, _token_ids(reference))
+            need = min(MIN_AGREEMENT, len(ids))
+            verdict = ("ok" if length >= need else "DISAGREE") if cell["format"] in FULL_PRECISION else "info"
+            row.update(agreement_reference=reference["cell_id"], agreement_tokens=length, agreement=verdict)
+        out[record["cell_id"]] = row
+    return out
 
 
 def normalise(gen_tps: float, threads: int, frequency: dict) -> dict:

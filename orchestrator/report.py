@@ -15,7 +15,7 @@ SUMMARY_COLUMNS = {
     "engine": "engine", "model": "model", "format": "format", "threads": "threads", "workload": "workload",
     "status": "status", "prompt_tps_median": "prompt tok/s", "gen_tps_median": "gen tok/s",
     "gen_tps_std": "gen sd", "gen_tps_n": "n", "ttft_ms_median": "TTFT ms", "itl_p50_ms_median": "ITL p50 ms",
-    "itl_p95_ms_median": "ITL p95 ms", "itl_p99_ms_median": "ITL p99 ms", "peak_memory_mib_median": "peak MiB", "peak_rss_mib": "peak RSS MiB",
+    "itl_p95_ms_median": "ITL p95 ms", "itl_p99_ms_median": "ITL p99 ms", "peak_memory_mib_median": "cgroup peak MiB", "peak_rss_mib": "peak RSS MiB",
     "cpu_seconds_median": "CPU s", "gen_tps_per_core": "gen tok/s/core",
     "gen_tps_per_ghz_per_core": "gen tok/s/GHz/core", "cycles_per_token": "cycles/token",
 }
@@ -37,7 +37,24 @@ def to_markdown(frame: pd.DataFrame) -> str:
     shown = frame[columns].rename(columns=SUMMARY_COLUMNS).copy()
     if "test_double" in frame.columns:
         shown["engine"] = [f"{e} (TEST DOUBLE)" if t else e for e, t in zip(frame["engine"], frame["test_double"])]
+    if "engine_options" in frame.columns and (frame["engine_options"] != "{}").any():
+        shown.insert(1, "options", [o if o != "{}" else "" for o in frame["engine_options"]])
+    if "agreement" in frame.columns:
+        shown.insert(shown.columns.get_loc("status") + 1, "agree", [agree_text(r) for r in frame.itertuples()])
+    shown = shown.astype(object).where(shown.notna(), None)  # empty cells print as '-', not 'nan'
     return shown.to_markdown(index=False, floatfmt=".4g", missingval="-") + "\n"
+
+
+def agree_text(row) -> str:
+    """'ref', '64/64', '12/64 DISAGREE' or '-' for one CELL row."""
+    if row.agreement is None or row.agreement != row.agreement:
+        return "-"
+    if row.agreement == "reference":
+        return "ref"
+    if row.agreement_tokens is None or row.agreement_tokens != row.agreement_tokens:
+        return row.agreement
+    text = f"{int(row.agreement_tokens)}/{int(row.agreement_of)}"
+    return f"{text} DISAGREE" if row.agreement == "DISAGREE" else text
 
 
 EXPORTERS = {"csv": to_csv, "md": to_markdown, "json": to_json}
@@ -66,10 +83,20 @@ def markdown_page(run: dict, table: pd.DataFrame) -> str:
         lines += [f"- `{r.cell_id}` {r.engine} {r.model}/{r.format} t{r.threads}: **{r.status}**: {r.reason}"
                   for r in failed.itertuples()]
         lines.append("")
+    if not table.empty and "agreement" in table.columns:
+        lines += ["Agreement (`agree`): greedy token ids compared with the reference CELL (`ref`, the first llama.cpp "
+                  "F32 CELL of the same model and workload); quantized formats with their F32 parent. F32 engines "
+                  "must agree on the first 32 tokens.", ""]
+        disagree = table[table["agreement"] == "DISAGREE"]
+        if not disagree.empty:
+            lines += ["## Cells that disagree with their reference", ""]
+            lines += [f"- `{r.cell_id}` {r.engine} {r.model}/{r.format} t{r.threads}: {int(r.agreement_tokens)} of "
+                      f"{int(r.agreement_of)} tokens agree with `{r.agreement_reference}`" for r in disagree.itertuples()]
+            lines.append("")
     notes = table[table["test_double"]] if not table.empty else table
     if not notes.empty:
         lines += ["Rows marked TEST DOUBLE come from the pipeline-test engine: they measure no inference engine.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write(run_dir: Path) -> dict[str, Path]:

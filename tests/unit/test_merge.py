@@ -82,3 +82,48 @@ def test_unmeasured_outside_values_are_null_not_zero():
     rec["outside"]["peak_memory_bytes"] = None
     row = merge.cells([rec], FREQ).iloc[0]
     assert math.isnan(row["peak_memory_mib_median"]) and row["peak_memory_mib_n"] == 0
+
+
+def with_ids(rec, ids):
+    for rep in rec["result"]["repetitions"]:
+        rep["token_ids"] = list(ids)
+        rep["generated_tokens"] = len(ids)
+        rep["inter_token_latencies_s"] = [0.01] * (len(ids) - 1)
+    return rec
+
+
+def test_agreement_of_f32_engines_and_quantized_formats():
+    base = list(range(40))
+    records = [
+        with_ids(record("c-000000000001", fmt="gguf-f32"), base),
+        with_ids(record("c-000000000002", fmt="safetensors", engine="transformers"), base[:35] + [99] * 5),
+        with_ids(record("c-000000000003", fmt="safetensors", engine="candle"), base[:10] + [7] * 30),
+        with_ids(record("c-000000000004", fmt="gguf-q8_0"), base[:20] + [5] * 20),
+    ]
+    found = merge.agreement(records)
+    assert found["c-000000000001"]["agreement"] == "reference"
+    assert found["c-000000000002"] == {"token_ids_stable": True, "agreement_of": 40,
+                                       "agreement_reference": "c-000000000001", "agreement_tokens": 35,
+                                       "agreement": "ok"}
+    assert found["c-000000000003"]["agreement"] == "DISAGREE" and found["c-000000000003"]["agreement_tokens"] == 10
+    assert found["c-000000000004"]["agreement"] == "info" and found["c-000000000004"]["agreement_tokens"] == 20
+    table = merge.cells(records, FREQ)
+    assert list(table["agreement"]) == ["reference", "ok", "DISAGREE", "info"]
+
+
+def test_agreement_needs_all_tokens_when_fewer_than_32():
+    records = [with_ids(record("c-000000000001"), [1, 2, 3, 4, 5]),
+               with_ids(record("c-000000000002", engine="onnxruntime", fmt="onnx"), [1, 2, 3, 4, 6])]
+    assert merge.agreement(records)["c-000000000002"]["agreement"] == "DISAGREE"
+
+
+def test_quantized_without_parent_and_unstable_ids():
+    rec = record("c-000000000009", fmt="gguf-q4_0")
+    rec["result"]["repetitions"][1]["token_ids"] = [9, 9, 9, 9, 9]
+    found = merge.agreement([rec])["c-000000000009"]
+    assert found["agreement"] == "no F32 parent in this RUN" and found["token_ids_stable"] is False
+
+
+def test_common_prefix():
+    assert merge.common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert merge.common_prefix([], [1]) == 0
