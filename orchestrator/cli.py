@@ -105,7 +105,8 @@ def cmd_models(args) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         for row in rows if not args.json else []:
-            print(f"{row['id']:18} {row['parameters']:>13,} params  formats: {', '.join(row['formats'])}")
+            params = f"{row['parameters']:>13,} params" if row["parameters"] else f"{'downloaded':>20}"
+            print(f"{row['id']:18} {params}  formats: {', '.join(row['formats'])}")
             print(f"{'':18} prepared: {', '.join(row['prepared']) or 'none'}  ({row['folder']})")
         return 0
     ids = args.ids or list(catalogue.load())

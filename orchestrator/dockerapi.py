@@ -7,6 +7,7 @@ translated here into the project's own errors.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -164,8 +165,12 @@ class Docker:
 
     # -- containers -----------------------------------------------------------------------
 
-    def run(self, spec: ContainerSpec, timeout_s: float) -> Exit:
-        """Start a container, block (no polling) until it exits or times out, remove it."""
+    def run(self, spec: ContainerSpec, timeout_s: float, on_line: Callable[[str], None] | None = None) -> Exit:
+        """Start a container, block (no polling) until it exits or times out, remove it.
+
+        With ``on_line``, the container's output is passed on line by line while it runs
+        (a blocking stream, no polling either); a timer kills it at the timeout.
+        """
         volumes = {m.host: {"bind": m.container, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts}
         kwargs = dict(
             image=spec.image, name=spec.name, command=list(spec.command) if spec.command else None,
@@ -191,12 +196,23 @@ class Docker:
         try:
             container.start()
             timed_out = False
-            try:
-                container.wait(timeout=timeout_s)
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                timed_out = True
-                self._quiet(container.kill)
-                self._quiet(container.wait, timeout=30)
+            if on_line:
+                watchdog = threading.Timer(timeout_s, lambda: self._quiet(container.kill))
+                watchdog.start()
+                try:
+                    for line in _lines(container.logs(stream=True, follow=True)):
+                        on_line(line)
+                    container.wait(timeout=60)
+                finally:
+                    timed_out = not watchdog.is_alive()
+                    watchdog.cancel()
+            else:
+                try:
+                    container.wait(timeout=timeout_s)
+                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                    timed_out = True
+                    self._quiet(container.kill)
+                    self._quiet(container.wait, timeout=30)
             container.reload()
             state = container.attrs["State"]
             log = container.logs(stdout=True, stderr=True, tail=200).decode("utf-8", "replace")
@@ -238,12 +254,12 @@ class Docker:
         return removed
 
     def run_tool(self, image: str, command: list[str], mounts: tuple[Mount, ...], user: str, name: str,
-                 labels: dict, timeout_s: float = 3600) -> Exit:
+                 labels: dict, timeout_s: float = 6 * 3600, on_line: Callable[[str], None] | None = None) -> Exit:
         """Run a one-off tool container (model making, quantizing) with no network."""
         spec = ContainerSpec(image=image, name=name, labels=labels, mounts=mounts, environment={},
                              cpuset_cpus="", cpuset_mems=None, mem_limit=0, user=user, cgroup_parent=None,
                              command=tuple(command[1:]), entrypoint=command[0], tmpfs_size="2g", pids_limit=4096)
-        return self.run(spec, timeout_s)
+        return self.run(spec, timeout_s, on_line)
 
     @staticmethod
     def _quiet(function, *args, **kwargs):
@@ -259,3 +275,16 @@ class Docker:
         except docker.errors.DockerException as exc:
             raise DockerError(f"Docker engine error: {exc}") from None
 
+
+def _lines(chunks):
+    """Whole text lines from a stream of byte chunks (lines may be split across chunks)."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *whole, pending = pending.split(b"\n")
+        for line in whole:
+            text = line.decode("utf-8", "replace").rstrip("\r")
+            if text.strip():
+                yield text
+    if pending.strip():
+        yield pending.decode("utf-8", "replace")

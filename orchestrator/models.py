@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from orchestrator import catalogue, images
+from orchestrator import catalogue, download, images
 from orchestrator.catalogue import FORMAT_FILES, PARENT_FORMAT, Entry
 from orchestrator.dockerapi import Docker, Mount
 from orchestrator.errors import ModelError
@@ -48,11 +48,13 @@ class Prepared:
 
     @property
     def container_path(self) -> str:
-        return f"/models/{self.relpath}"
+        """What the runner loads: the file, or for ONNX the model file inside its folder."""
+        return f"/models/{self.relpath}/model.onnx" if self.format == "onnx" else f"/models/{self.relpath}"
 
     @property
     def container_tokenizer(self) -> str | None:
-        return "/models/hf/tokenizer.model" if self.format == "safetensors" else None
+        """The Hugging Face tokenizer.json, when the model folder has one (GGUF files embed theirs)."""
+        return "/models/hf/tokenizer.json" if (self.folder / "hf" / "tokenizer.json").is_file() else None
 
 
 def sha256_of(path: Path) -> str:
@@ -92,24 +94,47 @@ def lookup(entry: Entry, fmt: str, root: Path | None = None) -> Prepared | None:
     return Prepared(entry.id, fmt, model_dir, item["path"], item["sha256"], item["size"])
 
 
-def prepare(docker: Docker, model_id: str, formats: list[str], logs_dir: Path,
+def prepare(docker: Docker | None, model_id: str, formats: list[str], logs_dir: Path,
             progress: Callable[[str], None] = print, root: Path | None = None) -> dict[str, Prepared]:
-    """Make every requested format of a catalogue model that the store lacks; return them all."""
+    """Make (or download) every requested format of a catalogue model that the store lacks."""
     entry = catalogue.get(model_id)
     for fmt in formats:
         if fmt not in entry.formats:
             raise ModelError(f"model {model_id} has no format {fmt!r}; it has {', '.join(entry.formats)}")
     model_dir = folder(entry, root)
     model_dir.mkdir(parents=True, exist_ok=True)
-    wanted = _with_parents(formats)
-    for fmt in wanted:
+    wanted = _with_parents(formats) if entry.synthetic else list(formats)
+    missing = [fmt for fmt in wanted if not lookup(entry, fmt, root)]
+    if missing:
+        check_free_space(model_dir, entry.required_bytes(missing), f"{model_id} ({', '.join(missing)})")
+    for fmt in missing:
         if lookup(entry, fmt, root):
-            continue
-        if fmt in ("safetensors", "gguf-f32"):
+            continue  # made together with an earlier format
+        if not entry.synthetic:
+            _download(entry, fmt, model_dir, progress)
+        elif fmt in ("safetensors", "gguf-f32"):
             _make_base(docker, entry, model_dir, logs_dir, progress)
+        elif fmt == "onnx":
+            _export_onnx(docker, entry, model_dir, logs_dir, progress)
         else:
             _quantize(docker, entry, fmt, model_dir, logs_dir, progress)
     return {fmt: lookup(entry, fmt, root) for fmt in formats}
+
+
+def check_free_space(where: Path, needed: int, what: str) -> None:
+    """Refuse to start when the store's file system has less room than ``needed`` bytes."""
+    free = shutil.disk_usage(where).free
+    if free < needed:
+        raise ModelError(f"making {what} needs up to {needed / 2**30:.1f} GiB in {where}, but only "
+                         f"{free / 2**30:.1f} GiB is free; free some space, remove models with "
+                         "`orchestrate models remove`, or point ORCHESTRATE_MODEL_STORE at a larger disk")
+
+
+def _download(entry: Entry, fmt: str, model_dir: Path, progress) -> None:
+    item = entry.downloads[fmt]
+    target = model_dir / FORMAT_FILES[fmt]
+    download.fetch(item["url"], item["sha256"], item["size"], target, progress)
+    _record(model_dir, target, fmt, {"tool": "download", "url": item["url"], "parent": None})
 
 
 def _with_parents(formats: list[str]) -> list[str]:
@@ -133,14 +158,15 @@ def _tool_dir(model_dir: Path, name: str) -> Path:
 
 
 def _run_tool(docker: Docker, image: images.Built, command: list[str], mounts: tuple[Mount, ...], what: str,
-              log_path: Path) -> None:
+              log_path: Path, progress: Callable[[str], None] = print) -> str:
     done = docker.run_tool(image.tag, command, mounts, TOOL_USER, name=f"orchestrate-tool-{os.getpid()}",
-                           labels={"orchestrate.tool": image.name})
+                           labels={"orchestrate.tool": image.name}, on_line=lambda line: progress(f"  {line}"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text(done.log)
     if done.exit_code != 0:
         tail = "\n    ".join(done.log.strip().splitlines()[-15:])
         raise ModelError(f"{what} failed (exit {done.exit_code}; log {log_path}):\n    {tail}")
+    return done.log
 
 
 def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, progress) -> None:
@@ -153,7 +179,7 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
     progress(f"making {entry.id}: safetensors + GGUF F32 in {maker.tag} (this takes a while for large models)")
     _run_tool(docker, maker, ["python3", "/opt/modelmaker/make_model.py", "--spec", "/spec/spec.json", "--out", "/out"],
               (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
-              f"making {entry.id}", logs_dir / f"make-{entry.id}.log")
+              f"making {entry.id}", logs_dir / f"make-{entry.id}.log", progress)
     tool = _tool_record(maker)
     report = json.loads((work / "manifest.json").read_text()) if (work / "manifest.json").is_file() else {}
     tokenizer = report.get("tokenizer", {})
@@ -161,6 +187,12 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
         raise ModelError(f"the tokenizer made for {entry.id} matched {tokenizer.get('sentencepiece_matched')} of "
                          f"{tokenizer.get('test_vectors')} llama.cpp test vectors (log {logs_dir})")
     maker_report = {k: report.get(k) for k in ("parameters", "tokenizer", "versions")}
+    progress(f"checking that greedy decoding of {entry.id} gives varied tokens")
+    output = _run_tool(docker, maker, ["python3", "/opt/modelmaker/greedy.py", "--hf", "/out/hf", "--n", "64"],
+                       (Mount(str(work), "/out"),), f"greedy check of {entry.id}", logs_dir / f"greedy-{entry.id}.log")
+    greedy = json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))
+    maker_report["greedy_check"] = {k: greedy[k] for k in ("prompt", "prompt_ids", "n", "generated", "distinct")}
+    progress(f"  {greedy['distinct']} distinct tokens in the first {greedy['n']} greedy tokens")
     _install(model_dir, work / "hf", "safetensors", {**tool, "parent": None, "maker_report": maker_report})
     _install(model_dir, work / "gguf" / "model-f32.gguf", "gguf-f32",
              {**tool, "tool": "llama.cpp convert_hf_to_gguf.py --outtype f32", "parent": _parent(model_dir, "safetensors")})
@@ -177,9 +209,22 @@ def _quantize(docker: Docker, entry: Entry, fmt: str, model_dir: Path, logs_dir:
     target = Path(FORMAT_FILES[fmt]).name
     _run_tool(docker, engine, ["llama-quantize", "/models/gguf/model-f32.gguf", f"/out/{target}", kind],
               (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
-              f"quantizing {entry.id} to {kind}", logs_dir / f"quantize-{entry.id}-{fmt}.log")
+              f"quantizing {entry.id} to {kind}", logs_dir / f"quantize-{entry.id}-{fmt}.log", progress)
     _install(model_dir, work / target, fmt, {**_tool_record(engine), "tool": f"llama-quantize {kind}",
                                              "parent": _parent(model_dir, "gguf-f32")})
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _export_onnx(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, progress) -> None:
+    """ONNX with key/value-cache inputs and outputs, exported from the safetensors by images/modelmaker."""
+    maker = images.ensure(docker, "modelmaker", logs_dir, progress)
+    work = _tool_dir(model_dir, "onnx")
+    progress(f"exporting {entry.id} to ONNX in {maker.tag}")
+    _run_tool(docker, maker, ["python3", "/opt/modelmaker/export_onnx.py", "--hf", "/models/hf", "--out", "/out/onnx"],
+              (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
+              f"exporting {entry.id} to ONNX", logs_dir / f"onnx-{entry.id}.log", progress)
+    _install(model_dir, work / "onnx", "onnx", {**_tool_record(maker), "tool": "modelmaker export_onnx.py",
+                                                "parent": _parent(model_dir, "safetensors")})
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -206,6 +251,11 @@ def _install(model_dir: Path, produced: Path, fmt: str, provenance: dict) -> Non
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
         if os.getuid() == 0:
             os.chown(path, 0, 0)  # made by an unprivileged tool user; the store belongs to its owner
+    _record(model_dir, target, fmt, provenance)
+
+
+def _record(model_dir: Path, target: Path, fmt: str, provenance: dict) -> None:
+    """Add a file (or folder) that is in place to the manifest, with its hash and provenance."""
     data = manifest(model_dir) or {"schema_version": 1, "files": {}}
     data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": sha256_of(target), "size": _size(target),
                           **provenance}
@@ -232,6 +282,7 @@ def listing(root: Path | None = None) -> list[dict]:
     rows = []
     for entry in catalogue.load().values():
         have = manifest(folder(entry, root)).get("files", {})
-        rows.append({"id": entry.id, "parameters": catalogue.parameter_count(entry.architecture),
+        params = catalogue.parameter_count(entry.architecture) if entry.synthetic else None
+        rows.append({"id": entry.id, "parameters": params,
                      "formats": list(entry.formats), "prepared": sorted(have), "folder": str(folder(entry, root))})
     return rows

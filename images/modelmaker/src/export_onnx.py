@@ -114,8 +114,11 @@ def make_wrapper(model, num_layers: int):
             lowest = torch.full((), torch.finfo(torch.float32).min, dtype=torch.float32)
             mask = torch.where(allowed, zero, lowest)
 
+            # cache_position given too: otherwise transformers derives it from the cache
+            # length with a Python branch the tracer would freeze.
             out = self.lm(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                          past_key_values=cache, use_cache=True, logits_to_keep=1, return_dict=True)
+                          past_key_values=cache, cache_position=query_pos, use_cache=True,
+                          logits_to_keep=1, return_dict=True)
             present = []
             for entry in out.past_key_values.layers[:num_layers]:
                 present += [entry.keys, entry.values]
