@@ -183,9 +183,10 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
     tool = _tool_record(maker)
     report = json.loads((work / "manifest.json").read_text()) if (work / "manifest.json").is_file() else {}
     tokenizer = report.get("tokenizer", {})
-    if tokenizer.get("sentencepiece_matched") != tokenizer.get("test_vectors"):
-        raise ModelError(f"the tokenizer made for {entry.id} matched {tokenizer.get('sentencepiece_matched')} of "
-                         f"{tokenizer.get('test_vectors')} llama.cpp test vectors (log {logs_dir})")
+    matched = tokenizer.get("test_vectors_matched", tokenizer.get("sentencepiece_matched"))
+    if not tokenizer.get("test_vectors") or matched != tokenizer.get("test_vectors"):
+        raise ModelError(f"the tokenizer made for {entry.id} matched {matched} of {tokenizer.get('test_vectors')} "
+                         f"llama.cpp test vectors (log {logs_dir})")
     maker_report = {k: report.get(k) for k in ("parameters", "tokenizer", "versions")}
     progress(f"checking that greedy decoding of {entry.id} gives varied tokens")
     output = _run_tool(docker, maker, ["python3", "/opt/modelmaker/greedy.py", "--hf", "/out/hf", "--n", "64"],

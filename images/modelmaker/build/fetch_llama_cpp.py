@@ -3,8 +3,9 @@
 Usage: fetch_llama_cpp.py URL SHA256 DEST
 
 From the sdist's vendor/llama.cpp/ it keeps convert_hf_to_gguf.py, the conversion/
-package it imports, gguf-py/ and the llama-spm vocab GGUF with its test vectors, under
-DEST with the same relative paths. TLS trusts SSL_CERT_FILE when set (extra CAs).
+package it imports, gguf-py/ and the vocab GGUFs the SPEC tokenizers are rebuilt from
+(llama-spm, starcoder) with their test vectors, under DEST with the same relative paths.
+TLS trusts SSL_CERT_FILE when set (extra CAs).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ KEEP_FILES = {
     "models/ggml-vocab-llama-spm.gguf",
     "models/ggml-vocab-llama-spm.gguf.inp",
     "models/ggml-vocab-llama-spm.gguf.out",
+    "models/ggml-vocab-starcoder.gguf",
+    "models/ggml-vocab-starcoder.gguf.inp",
+    "models/ggml-vocab-starcoder.gguf.out",
 }
 KEEP_DIRS = ("conversion/", "gguf-py/")
 

@@ -16,6 +16,7 @@ be written to GGUF without (or with the wrong) `tokenizer.ggml.pre` is caught he
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -87,8 +88,9 @@ def _field(reader: gguf.GGUFReader, key: str, default=KeyError):
     return field.contents()
 
 
+@functools.cache
 def read_vocab(path: Path) -> BpeVocab:
-    """Read a GPT-2 style ('gpt2') BPE vocabulary from a vocab-only GGUF."""
+    """Read a GPT-2 style ('gpt2') BPE vocabulary from a vocab-only GGUF (cached: ~5 s a read)."""
     reader = gguf.GGUFReader(path)
     model = _field(reader, "tokenizer.ggml.model")
     if model != "gpt2":
@@ -247,3 +249,94 @@ def converter_pre_name(encode, table: ConverterTable | None = None) -> tuple[str
     table = table or converter_table()
     chkhsh = sha256(str(encode(table.chktxt)).encode()).hexdigest()
     return table.names.get(chkhsh), chkhsh
+
+
+# ---------------------------------------------------------------- make_model.py's steps
+
+
+def make_hf_tokenizer(name: str, vocab_size: int, hf_dir: Path, model_max_length: int,
+                      tokenizer_class: str, log) -> dict:
+    """Write the tokenizer files for SPEC tokenizer `name` into hf_dir and check them.
+
+    Checks (ValueError on failure): the vocabulary size, every llama.cpp test vector through
+    both the `tokenizers` file and what transformers' AutoTokenizer loads, and the
+    pre-tokenizer name convert_hf_to_gguf.py will derive from its chkhsh. Returns the
+    manifest's tokenizer record.
+    """
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from spm_tokenizer import read_vectors
+
+    vocab_file = vocab_path(name)
+    vocab = read_vocab(vocab_file)
+    if len(vocab.tokens) != vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} does not match tokenizer {name!r} ({len(vocab.tokens)} tokens)")
+    write_hf_files(vocab, hf_dir, model_max_length, tokenizer_class)
+
+    vectors = read_vectors(vocab_file)
+    raw = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
+    raw_failed = _failures(lambda text: raw.encode(text, add_special_tokens=False).ids, vectors)
+    log(f"tokenizer.json (tokenizers): {len(vectors) - len(raw_failed)}/{len(vectors)} llama.cpp test vectors matched")
+    loaded = AutoTokenizer.from_pretrained(str(hf_dir))
+    hf_failed = _failures(lambda text: loaded.encode(text, add_special_tokens=False), vectors)
+    log(f"tokenizer.json ({type(loaded).__name__}): {len(vectors) - len(hf_failed)}/{len(vectors)} matched")
+    if raw_failed or hf_failed:
+        raise ValueError(f"rebuilt tokenizer.json fails test vectors: {(raw_failed or hf_failed)[:5]!r}")
+
+    pre, chkhsh = converter_pre_name(loaded.encode)
+    log(f"convert_hf_to_gguf chkhsh {chkhsh} -> tokenizer.ggml.pre {pre!r}")
+    if pre != vocab.pre:
+        raise ValueError(f"convert_hf_to_gguf.py would name the pre-tokenizer {pre!r} (chkhsh {chkhsh}), "
+                         f"the vocab has {vocab.pre!r}")
+    return {
+        "name": name,
+        "kind": "byte-level BPE (tokenizer.json)",
+        "source": f"llama.cpp models/{vocab_file.name}",
+        "test_vectors": len(vectors),
+        "tokenizer_json_matched": len(vectors) - len(hf_failed),
+        "test_vectors_matched": len(vectors) - max(len(raw_failed), len(hf_failed)),
+        "tokenizer_json": True,
+        "tokenizer_class": tokenizer_class,
+        "pre_tokenizer": vocab.pre,
+        "converter_chkhsh": chkhsh,
+        "bos_id": vocab.bos_id,
+        "eos_id": vocab.eos_id,
+        "add_bos": vocab.add_bos,
+        "once_upon_a_time": loaded.encode("Once upon a time"),
+    }
+
+
+def _failures(encode, vectors) -> list[str]:
+    return [text for text, ids in vectors if encode(text) != ids]
+
+
+def check_converted_gguf(name: str, reader: gguf.GGUFReader) -> None:
+    """The converter's GGUF carries the same vocabulary as llama.cpp's vocab GGUF (ValueError if not)."""
+    vocab = read_vocab(vocab_path(name))
+
+    def get(key: str, default=None):
+        field = reader.get_field(key)
+        return default if field is None else field.contents()
+
+    expect = {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": vocab.pre,
+        "tokenizer.ggml.bos_token_id": vocab.bos_id,
+        "tokenizer.ggml.eos_token_id": vocab.eos_id,
+    }
+    for key, want in expect.items():
+        got = get(key)
+        if got != want:
+            raise ValueError(f"GGUF {key} is {got!r}, expected {want!r}")
+    # absent means off for this pre-tokenizer in llama.cpp (src/llama-vocab.cpp)
+    for key, want in (("tokenizer.ggml.add_bos_token", vocab.add_bos), ("tokenizer.ggml.add_eos_token", vocab.add_eos)):
+        got = bool(get(key, False))
+        if got != want:
+            raise ValueError(f"GGUF {key} is {got!r}, expected {want!r}")
+    if [str(t) for t in get("tokenizer.ggml.tokens", [])] != vocab.tokens:
+        raise ValueError("GGUF tokenizer.ggml.tokens differ from the vocab's")
+    if [int(t) for t in get("tokenizer.ggml.token_type", [])] != vocab.types:
+        raise ValueError("GGUF tokenizer.ggml.token_type differ from the vocab's")
+    if [tuple(str(m).split(" ")) for m in get("tokenizer.ggml.merges", [])] != vocab.merges:
+        raise ValueError("GGUF tokenizer.ggml.merges differ from the vocab's")

@@ -1,10 +1,11 @@
 """Export a made Hugging Face Llama model to ONNX (fp32) with key/value-cache inputs and outputs.
 
 Usage: export_onnx.py --hf DIR/hf --out DIR/onnx [--opset 18] [--force] [--no-check]
+                      [--external-data auto|always|never]
 
-Writes DIR/onnx/model.onnx and DIR/onnx/onnx_io.json (input/output names, shapes, cache
-layout) so a runner can feed one graph for both prefill (many tokens, empty past) and
-decode (one token + past):
+Writes DIR/onnx/model.onnx (+ model.onnx.data for a model over protobuf's 2 GB limit)
+and DIR/onnx/onnx_io.json (input/output names, shapes, cache layout) so a runner can feed
+one graph for both prefill (many tokens, empty past) and decode (one token + past):
 
   inputs   input_ids [batch, sequence] int64, attention_mask [batch, total_sequence] int64
            (1 = attend; total_sequence = past_sequence + sequence), position_ids
@@ -32,12 +33,14 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 ONNX_IO_SCHEMA = "orchestrate.modelmaker.onnx_io/1"
 MODEL_NAME = "model.onnx"
+DATA_NAME = "model.onnx.data"
 IO_NAME = "onnx_io.json"
 DEFAULT_OPSET = 18
 # Shapes of the dummy inputs the trace is taken with: none may be 0 or 1, so that no
@@ -143,16 +146,40 @@ def dummy_inputs(config, batch: int, seq: int, past: int, seed: int = 0):
 
 
 def prepare_out(out: Path, force: bool) -> None:
-    targets = [out / MODEL_NAME, out / IO_NAME, out / (MODEL_NAME + ".data")]
+    targets = [out / MODEL_NAME, out / DATA_NAME, out / IO_NAME]
     existing = [p for p in targets if p.exists()]
     if existing and not force:
         raise ExportError(f"output exists ({', '.join(map(str, existing))}); pass --force to replace it")
     for path in existing:
         path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():
+        out.mkdir(parents=True)
+        os.chmod(out, 0o755)  # another uid (the engine container's) must read it
 
 
-def export(hf_dir: Path, out: Path, opset: int, check: bool) -> dict:
+def reference_cases(wrapper, config, inputs: list[str]) -> list[tuple[str, dict, list]]:
+    """PyTorch's outputs for a 4-token prefill from an empty cache and one decode step fed
+    with its presents: computed before export so the model can be freed before the check."""
+    import numpy as np
+    import torch
+
+    feeds = dummy_inputs(config, 1, 4, 0, seed=1)
+    cases = []
+    with torch.no_grad():
+        expected = [t.numpy().copy() for t in wrapper(*feeds)]
+        cases.append(("prefill", {n: t.numpy().copy() for n, t in zip(inputs, feeds)}, expected))
+        past = feeds[1].shape[1]
+        feeds = (torch.tensor([[int(np.argmax(expected[0][0, -1]))]], dtype=torch.int64),
+                 torch.ones((1, past + 1), dtype=torch.int64), torch.tensor([[past]], dtype=torch.int64),
+                 *(torch.from_numpy(t) for t in expected[1:]))
+        expected = [t.numpy().copy() for t in wrapper(*feeds)]
+        cases.append(("decode", {n: t.numpy().copy() for n, t in zip(inputs, feeds)}, expected))
+    return cases
+
+
+def export(hf_dir: Path, out: Path, opset: int, check: bool, external_data: str) -> dict:
+    import gc
+
     import torch
     import transformers
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -172,41 +199,58 @@ def export(hf_dir: Path, out: Path, opset: int, check: bool) -> dict:
     log(f"loaded {hf_dir}: {num_layers} layers, {config.num_key_value_heads} kv heads, "
         f"head_dim {head_dim}, vocab {config.vocab_size}; tracing with batch {TRACE_BATCH}, "
         f"sequence {TRACE_SEQ}, past {TRACE_PAST}")
+    cases = reference_cases(wrapper, config, inputs) if check else None
 
-    # Written under a temporary name in the same folder, renamed when complete.
-    partial = out / f".{MODEL_NAME}.partial"
-    if partial.exists():
-        partial.unlink()
-    before = set(os.listdir(out))
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapper, args, str(partial),
-            dynamo=False,
-            opset_version=opset,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes=dynamic_axes(num_layers),
-            do_constant_folding=True,
-            export_params=True,
-        )
-    stray = sorted(set(os.listdir(out)) - before - {partial.name})
-    if stray:
-        raise ExportError(f"exporter wrote unexpected files (external data?): {stray}")
-    log(f"exported {partial.stat().st_size:,} bytes (opset {opset}, TorchScript exporter)")
-
-    graph_io = None
-    if check:
-        graph_io = check_model(partial, wrapper, config, inputs, outputs)
-    os.chmod(partial, 0o644)
-    os.replace(partial, out / MODEL_NAME)
-    model_sha = sha256_file(out / MODEL_NAME)
+    # Everything is written into a private folder inside --out and moved into place at the
+    # end, external data first and model.onnx last (its presence marks a complete export).
+    stage = out / f".export-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    traced = stage / "traced"
+    traced.mkdir(parents=True)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper, args, str(traced / MODEL_NAME),
+                dynamo=False,
+                opset_version=opset,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=dynamic_axes(num_layers),
+                do_constant_folding=True,
+                export_params=True,
+            )
+        del wrapper, model, args
+        gc.collect()
+        # Over protobuf's 2 GB limit the exporter writes every tensor to a file of its own
+        # beside model.onnx; those are gathered into one model.onnx.data.
+        split = len(os.listdir(traced)) > 1
+        log(f"exported {sum(p.stat().st_size for p in traced.iterdir()):,} bytes in "
+            f"{len(os.listdir(traced))} file(s) (opset {opset}, TorchScript exporter)")
+        if split and external_data == "never":
+            raise ExportError("the model is over protobuf's 2 GB limit and needs external data "
+                              "(--external-data auto)")
+        final = traced
+        if external_data == "always" or split:
+            final = stage / "final"
+            final.mkdir()
+            to_one_data_file(traced / MODEL_NAME, final)
+            shutil.rmtree(traced)
+        graph_io = check_model(final / MODEL_NAME, cases, inputs, outputs) if check else None
+        produced = sorted(os.listdir(final), key=lambda name: name == MODEL_NAME)
+        for name in produced:
+            os.chmod(final / name, 0o644)
+            os.replace(final / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    has_data = DATA_NAME in produced
 
     description = {
         "schema": ONNX_IO_SCHEMA,
         "model": MODEL_NAME,
-        "sha256": model_sha,
+        "sha256": sha256_file(out / MODEL_NAME),
         "bytes": (out / MODEL_NAME).stat().st_size,
-        "external_data": None,
+        "external_data": {"path": DATA_NAME, "sha256": sha256_file(out / DATA_NAME),
+                          "bytes": (out / DATA_NAME).stat().st_size} if has_data else None,
         "dtype": "float32",
         "opset": opset,
         "exporter": {"tool": "torch.onnx.export", "mode": "torchscript (dynamo=False)",
@@ -246,15 +290,26 @@ def export(hf_dir: Path, out: Path, opset: int, check: bool) -> dict:
     return description
 
 
-def check_model(path: Path, wrapper, config, inputs: list[str], outputs: list[str]) -> dict:
+def to_one_data_file(source: Path, dest_dir: Path) -> None:
+    """Rewrite source (with or without external tensors) as dest_dir/model.onnx whose
+    tensors of 1 KiB or more live in dest_dir/model.onnx.data, in graph order."""
+    import onnx
+
+    proto = onnx.load(str(source), load_external_data=True)
+    onnx.save_model(proto, str(dest_dir / MODEL_NAME), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=DATA_NAME, size_threshold=1024)
+    del proto
+    log(f"tensors gathered into {DATA_NAME} ({(dest_dir / DATA_NAME).stat().st_size:,} bytes)")
+
+
+def check_model(path: Path, cases: list, inputs: list[str], outputs: list[str]) -> dict:
     """onnx.checker, the graph's declared inputs/outputs, and numbers against PyTorch."""
     import numpy as np
     import onnx
-    import torch
     from onnx.reference import ReferenceEvaluator
 
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto, full_check=True)
+    onnx.checker.check_model(str(path), full_check=True)  # by path: works past 2 GB
+    proto = onnx.load(str(path), load_external_data=False)
     got_in = [i.name for i in proto.graph.input]
     got_out = [o.name for o in proto.graph.output]
     if got_in != inputs or got_out != outputs:
@@ -268,14 +323,10 @@ def check_model(path: Path, wrapper, config, inputs: list[str], outputs: list[st
 
     graph_io = {"inputs": [describe(v) for v in proto.graph.input],
                 "outputs": [describe(v) for v in proto.graph.output]}
-    evaluator = ReferenceEvaluator(proto)
     del proto
-    # Prefill from an empty cache, then one decode step fed with the presents.
-    feeds = dummy_inputs(config, 1, 4, 0, seed=1)
-    for case in ("prefill", "decode"):
-        with torch.no_grad():
-            expected = [t.numpy() for t in wrapper(*feeds)]
-        got = evaluator.run(None, {name: t.numpy() for name, t in zip(inputs, feeds)})
+    evaluator = ReferenceEvaluator(str(path))
+    for case, feeds, expected in cases:
+        got = evaluator.run(None, feeds)
         worst = 0.0
         for name, want, have in zip(outputs, expected, got):
             if want.shape != have.shape:
@@ -284,12 +335,6 @@ def check_model(path: Path, wrapper, config, inputs: list[str], outputs: list[st
         if not worst <= CHECK_ATOL:
             raise ExportError(f"{case}: ONNX differs from PyTorch by {worst:g} (> {CHECK_ATOL})")
         log(f"check {case}: {len(outputs)} outputs, shapes match, max |diff| {worst:.2e}")
-        if case == "prefill":
-            next_id = torch.tensor([[int(np.argmax(got[0][0, -1]))]], dtype=torch.int64)
-            past = feeds[1].shape[1]
-            feeds = (next_id, torch.ones((1, past + 1), dtype=torch.int64),
-                     torch.tensor([[past]], dtype=torch.int64),
-                     *(torch.from_numpy(t) for t in got[1:]))
     return graph_io
 
 
@@ -309,20 +354,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace an existing export in --out")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="skip onnx.checker and the comparison with PyTorch")
+    parser.add_argument("--external-data", choices=("auto", "always", "never"), default="auto",
+                        help=f"tensors in {DATA_NAME}: auto = only past protobuf's 2 GB limit (default)")
     args = parser.parse_args(argv)
     if not (args.hf / "config.json").is_file():
         print(f"error: {args.hf}/config.json not found", file=sys.stderr)
         return 2
     try:
         prepare_out(args.out, args.force)
-        description = export(args.hf, args.out, args.opset, args.check)
+        description = export(args.hf, args.out, args.opset, args.check, args.external_data)
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     log(f"done in {time.monotonic() - _START:.1f}s")
     print(json.dumps({"model": str(args.out / MODEL_NAME), "sha256": description["sha256"],
-                      "bytes": description["bytes"], "num_layers": description["num_layers"],
-                      "onnx_io": str(args.out / IO_NAME)}, sort_keys=True))
+                      "bytes": description["bytes"], "external_data": description["external_data"],
+                      "num_layers": description["num_layers"], "onnx_io": str(args.out / IO_NAME)},
+                     sort_keys=True))
     return 0
 
 

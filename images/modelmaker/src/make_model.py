@@ -2,10 +2,11 @@
 
 Usage: make_model.py --spec SPEC.json --out DIR [--force]
 
-Writes DIR/hf/ (config, fp32 safetensors, generation config, SentencePiece tokenizer and
-transformers tokenizer files), DIR/gguf/model-f32.gguf and, last, DIR/manifest.json
-(spec, versions, parameter count, sha256 of every file). The same SPEC in the same image
-gives byte-identical files. Progress goes to stderr; a one-line JSON summary to stdout.
+Writes DIR/hf/ (config, fp32 safetensors, generation config, the tokenizer: SentencePiece
+tokenizer.model and/or transformers' tokenizer files), DIR/gguf/model-f32.gguf and, last,
+DIR/manifest.json (spec, versions, parameter count, sha256 of every file). The same SPEC
+in the same image gives byte-identical files. Progress goes to stderr; a one-line JSON
+summary to stdout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import bpe_tokenizer
 import spm_tokenizer
 from spec import ModelSpec, SpecError, load_spec
 
@@ -65,9 +67,19 @@ def count_matches(encode, vectors) -> tuple[int, list[str]]:
 
 
 def make_tokenizer(spec: ModelSpec, hf_dir: Path) -> dict:
-    """Write tokenizer.model rebuilt from llama.cpp's vocab GGUF plus transformers' files."""
+    """Write tokenizer.model rebuilt from llama.cpp's vocab GGUF plus transformers' files.
+
+    A byte-level BPE vocabulary (bpe_tokenizer.VOCABS) gets transformers' files only.
+    """
     from transformers import AutoTokenizer, LlamaTokenizerFast
 
+    if spec.tokenizer in bpe_tokenizer.VOCABS:
+        # byte-level BPE: tokenizer.json only (see bpe_tokenizer.py)
+        try:
+            return bpe_tokenizer.make_hf_tokenizer(spec.tokenizer, spec.vocab_size, hf_dir,
+                                                   spec.context_length, FAST_CLASS, log)
+        except ValueError as err:
+            raise MakeError(str(err)) from err
     vocab_file = spm_tokenizer.vocab_path(spec.tokenizer)
     vocab = spm_tokenizer.read_vocab(vocab_file)
     if len(vocab.pieces) != spec.vocab_size:
@@ -116,6 +128,10 @@ def make_tokenizer(spec: ModelSpec, hf_dir: Path) -> dict:
         "tokenizer_json_matched": fast_ok,
         "tokenizer_json": not fast_failed,
         "tokenizer_class": FAST_CLASS if not fast_failed else "LlamaTokenizer",
+        "test_vectors_matched": spm_ok,
+        "bos_id": vocab.bos_id,
+        "eos_id": vocab.eos_id,
+        "add_bos": vocab.add_bos,
         "once_upon_a_time": processor.encode("Once upon a time", add_bos=True),
     }
 
@@ -128,8 +144,11 @@ def set_tokenizer_class(hf_dir: Path, name: str) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def make_weights(spec: ModelSpec, hf_dir: Path) -> int:
-    """Initialise the model from the seed, save it as fp32 safetensors; return the parameter count."""
+def make_weights(spec: ModelSpec, hf_dir: Path, bos_id: int | None = 1, eos_id: int | None = 2) -> int:
+    """Initialise the model from the seed, save it as fp32 safetensors; return the parameter count.
+
+    Every Linear and Embedding weight is drawn from normal(0, init_std), norms are 1.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -148,8 +167,8 @@ def make_weights(spec: ModelSpec, hf_dir: Path) -> int:
         tie_word_embeddings=spec.tied_output,
         attention_bias=False,
         mlp_bias=False,
-        bos_token_id=1,
-        eos_token_id=2,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
         pad_token_id=None,
         dtype="float32",
     )
@@ -284,13 +303,21 @@ def make(spec: ModelSpec, out: Path, force: bool) -> dict:
     hf_dir, gguf_dir = prepare_out(out, force)
     log(f"making {spec.id!r} into {out}")
     tokenizer = make_tokenizer(spec, hf_dir)
-    n_params = make_weights(spec, hf_dir)
+    n_params = make_weights(spec, hf_dir, tokenizer["bos_id"], tokenizer["eos_id"])
     stored = safetensors_params(hf_dir / "model.safetensors")
     if stored != n_params:
         raise MakeError(f"model.safetensors holds {stored:,} elements, the model has {n_params:,}")
     gguf_file = gguf_dir / GGUF_NAME
     convert_to_gguf(spec, hf_dir, gguf_file)
     check_gguf(spec, gguf_file, hf_dir, n_params)
+    if spec.tokenizer in bpe_tokenizer.VOCABS:
+        import gguf
+
+        try:
+            bpe_tokenizer.check_converted_gguf(spec.tokenizer, gguf.GGUFReader(gguf_file))
+        except ValueError as err:
+            raise MakeError(str(err)) from err
+        log(f"GGUF vocabulary matches llama.cpp's (pre-tokenizer {tokenizer['pre_tokenizer']!r})")
     fix_modes([hf_dir, gguf_dir])
     manifest = {
         "schema": MANIFEST_SCHEMA,

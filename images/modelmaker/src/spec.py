@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 FAMILIES = ("llama",)
-TOKENIZERS = ("llama-spm",)
+# SPEC "tokenizer" -> the vocabulary size it fixes (llama.cpp's vocab GGUF it is rebuilt from).
+TOKENIZERS = {"llama-spm": 32000, "starcoder-bpe": 49152}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ def parse_spec(data: object) -> ModelSpec:
         raise SpecError(f"family: {spec.family!r} not supported; known: {', '.join(FAMILIES)}")
     if spec.tokenizer not in TOKENIZERS:
         raise SpecError(f"tokenizer: {spec.tokenizer!r} not supported; known: {', '.join(TOKENIZERS)}")
+    if spec.vocab_size != TOKENIZERS[spec.tokenizer]:
+        raise SpecError(f"vocab_size: {spec.vocab_size} does not match tokenizer {spec.tokenizer!r} "
+                        f"({TOKENIZERS[spec.tokenizer]} tokens)")
     for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_size",
                  "vocab_size", "context_length"):
         if getattr(spec, name) <= 0:
