@@ -107,6 +107,7 @@ struct Job {
     std::string output_dir;
     bool        llama_bench = false;
     std::string load_mode = "auto"; // llama.cpp's own default
+    std::string kv_cache_type = "f16"; // llama.cpp's own default for the K and V caches
 };
 
 Job parse_job(const json & j) {
@@ -164,8 +165,15 @@ Job parse_job(const json & j) {
             }
             job.load_mode = value.get<std::string>();
         }
+        if (opts.contains("kv_cache_type")) {
+            const json & value = opts.at("kv_cache_type");
+            if (!value.is_string() || (value.get<std::string>() != "f16" && value.get<std::string>() != "f32")) {
+                throw std::runtime_error("job: engine.options.kv_cache_type must be \"f16\" or \"f32\"");
+            }
+            job.kv_cache_type = value.get<std::string>();
+        }
         for (const auto & item : opts.items()) {
-            if (item.key() != "llama_bench" && item.key() != "load_mode") {
+            if (item.key() != "llama_bench" && item.key() != "load_mode" && item.key() != "kv_cache_type") {
                 logf("warning: ignoring unknown engine option '%s'", item.key().c_str());
             }
         }
@@ -584,6 +592,8 @@ int run(const std::string & job_path) {
     cparams.n_threads = job.threads;
     cparams.n_threads_batch = job.threads;
     cparams.no_perf = false;
+    cparams.type_k = job.kv_cache_type == "f32" ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    cparams.type_v = cparams.type_k;
     llama_context * ctx = llama_init_from_model(model, cparams);
     if (!ctx) throw std::runtime_error("failed to create llama context");
     const auto t_ctx = steady::now();
@@ -691,6 +701,7 @@ int run(const std::string & job_path) {
         {"n_threads_batch", engine_threads_batch},
         {"load_mode", llama_load_mode_name(mparams.load_mode)},
         {"flash_attn_type", (int) cparams.flash_attn_type},
+        {"kv_cache_type", job.kv_cache_type},
     };
     extra["prompt"] = {{"text_repeats", repeats}, {"tokenize", "llama_tokenize(add_special=true, parse_special=false)"}};
     json perf = json::array();

@@ -141,13 +141,12 @@ def tokenizer_path(model: dict) -> Path:
 
 
 def tokenize_prompt(tokenizer, prompt: str, prompt_tokens: int | None, bos_id: int | None) -> tuple[list[int], dict]:
-    """Token ids with BOS; with prompt_tokens set, repeat the text (joined by a space) and cut."""
+    """Token ids with the tokenizer's special tokens (BOS where the tokenizer adds one, as
+    llama_tokenize(add_special=true) does); with prompt_tokens set, repeat the text (joined
+    by a space) and cut. A tokenizer that adds no BOS (add_bos_token false) gets none."""
 
     def encode(text: str) -> list[int]:
-        ids = tokenizer.encode(text, add_special_tokens=True).ids
-        if bos_id is not None and (not ids or ids[0] != bos_id):
-            ids = [bos_id] + ids  # the tokenizer's post-processor did not add BOS itself
-        return ids
+        return tokenizer.encode(text, add_special_tokens=True).ids
 
     ids = encode(prompt)
     repeats = 1
@@ -161,7 +160,7 @@ def tokenize_prompt(tokenizer, prompt: str, prompt_tokens: int | None, bos_id: i
         ids = ids[:prompt_tokens]
     info = {"text_repeats": repeats,
             "tokenize": "tokenizers.Tokenizer.from_file(tokenizer.json).encode(text, add_special_tokens=True)",
-            "bos_token_id": bos_id, "bos_from_tokenizer": bool(ids) and ids[0] == bos_id}
+            "bos_token_id": bos_id, "starts_with_bos": bool(ids) and bos_id is not None and ids[0] == bos_id}
     return ids, info
 
 
@@ -358,7 +357,7 @@ def run(job: dict) -> dict:
     import tokenizers
 
     perf_counter = time.perf_counter
-    options = parse_options(job["engine"].get("options", {}))
+    options = parse_options((job.get("engine") or {}).get("options") or {})
     model = job["model"]
     model_path = Path(model["path"])
     if not model_path.is_file():

@@ -11,5 +11,7 @@ ENGINE = Engine(
         "llama_bench": "bool: also run llama-bench on the same cores and record its prefill/decode rates",
         "load_mode": "auto (default) | none | mmap | mlock | mmap+mlock | dio: how llama.cpp loads the weights; "
                      "with mmap, pages already in the page cache are not charged to the cell's cgroup",
+        "kv_cache_type": "f16 (default, llama.cpp's own) | f32: the K/V cache precision; f32 makes F32 cells "
+                         "comparable token for token with engines that keep the cache in F32",
     },
 )

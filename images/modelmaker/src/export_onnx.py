@@ -198,7 +198,7 @@ def export(hf_dir: Path, out: Path, opset: int, check: bool, external_data: str)
     args = dummy_inputs(config, TRACE_BATCH, TRACE_SEQ, TRACE_PAST)
     log(f"loaded {hf_dir}: {num_layers} layers, {config.num_key_value_heads} kv heads, "
         f"head_dim {head_dim}, vocab {config.vocab_size}; tracing with batch {TRACE_BATCH}, "
-        f"sequence {TRACE_SEQ}, past {TRACE_PAST}")
+        f"sequence {TRACE_SEQ}, past {TRACE_PAST}; peak RSS {peak_rss_text()}")
     cases = reference_cases(wrapper, config, inputs) if check else None
 
     # Everything is written into a private folder inside --out and moved into place at the
@@ -225,7 +225,7 @@ def export(hf_dir: Path, out: Path, opset: int, check: bool, external_data: str)
         # beside model.onnx; those are gathered into one model.onnx.data.
         split = len(os.listdir(traced)) > 1
         log(f"exported {sum(p.stat().st_size for p in traced.iterdir()):,} bytes in "
-            f"{len(os.listdir(traced))} file(s) (opset {opset}, TorchScript exporter)")
+            f"{len(os.listdir(traced))} file(s) (opset {opset}, TorchScript exporter); peak RSS {peak_rss_text()}")
         if split and external_data == "never":
             raise ExportError("the model is over protobuf's 2 GB limit and needs external data "
                               "(--external-data auto)")
@@ -299,7 +299,8 @@ def to_one_data_file(source: Path, dest_dir: Path) -> None:
     onnx.save_model(proto, str(dest_dir / MODEL_NAME), save_as_external_data=True,
                     all_tensors_to_one_file=True, location=DATA_NAME, size_threshold=1024)
     del proto
-    log(f"tensors gathered into {DATA_NAME} ({(dest_dir / DATA_NAME).stat().st_size:,} bytes)")
+    log(f"tensors gathered into {DATA_NAME} ({(dest_dir / DATA_NAME).stat().st_size:,} bytes); "
+        f"peak RSS {peak_rss_text()}")
 
 
 def check_model(path: Path, cases: list, inputs: list[str], outputs: list[str]) -> dict:
@@ -338,6 +339,18 @@ def check_model(path: Path, cases: list, inputs: list[str], outputs: list[str]) 
     return graph_io
 
 
+def peak_rss_text() -> str:
+    """VmHWM of this process, for sizing exports of large models."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return f"{int(line.split()[1]) * 1024 / 2**30:.2f} GiB"
+    except (OSError, ValueError):
+        pass
+    return "unknown"
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -366,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    log(f"done in {time.monotonic() - _START:.1f}s")
+    log(f"done in {time.monotonic() - _START:.1f}s, peak RSS {peak_rss_text()}")
     print(json.dumps({"model": str(args.out / MODEL_NAME), "sha256": description["sha256"],
                       "bytes": description["bytes"], "external_data": description["external_data"],
                       "num_layers": description["num_layers"], "onnx_io": str(args.out / IO_NAME)},
