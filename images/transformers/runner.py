@@ -23,6 +23,10 @@ ENGINE_NAME = "transformers"
 # thread's CPU time over the timed repetitions (the same rule as the llama.cpp runner).
 ACTIVE_SHARE = 0.10
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# engine.options.omp_wait_policy: "default" leaves OMP_WAIT_POLICY as the image has it
+# (unset: libgomp spins a while at barriers, then sleeps); "active"/"passive" set it.
+OMP_WAIT_POLICIES = ("default", "active", "passive")
+KNOWN_OPTIONS = {"omp_wait_policy"}
 
 
 class JobError(Exception):
@@ -69,6 +73,16 @@ def read_job(path: str) -> dict:
     if prompt_tokens is not None and (not isinstance(prompt_tokens, int) or isinstance(prompt_tokens, bool)
                                       or prompt_tokens < 2):
         raise JobError("job: workload.prompt_tokens must be null or an integer >= 2")
+    options = job.get("engine", {}).get("options", {}) if isinstance(job.get("engine"), dict) else {}
+    if not isinstance(options, dict):
+        raise JobError("job: engine.options is not an object")
+    policy = options.get("omp_wait_policy", "default")
+    if policy not in OMP_WAIT_POLICIES:
+        raise JobError(f"job: engine.options.omp_wait_policy must be one of {', '.join(OMP_WAIT_POLICIES)}")
+    for key in options:
+        if key not in KNOWN_OPTIONS:
+            log(f"warning: ignoring unknown engine option {key!r}")
+    job["_omp_wait_policy"] = policy
     if model["format"] != "safetensors":
         raise JobError(f"model format {model['format']!r} is not supported (this runner reads 'safetensors')")
     return job
@@ -76,7 +90,7 @@ def read_job(path: str) -> dict:
 
 # ------------------------------------------------------------------------------ threads
 
-def configure_thread_env(threads: int) -> dict:
+def configure_thread_env(threads: int, wait_policy: str) -> dict:
     """Before torch is imported: size OpenMP/MKL pools from the job, not the host.
 
     libgomp and MKL read these when torch first starts a parallel region; without them
@@ -87,6 +101,8 @@ def configure_thread_env(threads: int) -> dict:
     for name in THREAD_ENV:
         os.environ[name] = str(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if wait_policy != "default":
+        os.environ["OMP_WAIT_POLICY"] = wait_policy.upper()
     dropped = {}
     for name in ("GOMP_CPU_AFFINITY", "KMP_AFFINITY", "OMP_PLACES", "OMP_PROC_BIND"):
         if name in os.environ:
@@ -103,6 +119,8 @@ def configure_thread_env(threads: int) -> dict:
             "threads will share cores")
     return {
         "env_set": {name: os.environ[name] for name in THREAD_ENV},
+        "omp_wait_policy_option": wait_policy,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         "env_dropped": dropped,
         "allowed_cpus": allowed,
         "affinity_error": affinity_error,
@@ -170,15 +188,23 @@ def vm_hwm_bytes() -> int | None:
 # ------------------------------------------------------------------------------ engine
 
 def parallel_summary(torch) -> dict:
-    """The lines of torch.__config__.parallel_info() as key -> value."""
+    """torch.__config__.parallel_info(): the raw text, its "name : value" settings and the
+    library lines (OpenMP, MKL, oneDNN versions). Read on the runner's main thread."""
     text = torch.__config__.parallel_info()
-    summary = {}
+    settings: dict[str, str] = {}
+    libraries: list[str] = []
     for line in text.splitlines():
-        if ":" in line:
-            key, value = line.split(":", 1)
-            if key.strip() and value.strip():
-                summary[key.strip()] = value.strip()
-    return {"raw": text, "parsed": summary}
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if " : " in stripped:
+            key, value = stripped.split(" : ", 1)
+            settings[key.strip()] = value.strip()
+        elif stripped.startswith("ATen parallel backend:"):
+            settings["ATen parallel backend"] = stripped.split(":", 1)[1].strip()
+        elif not line[0].isspace() and not stripped.endswith(":"):
+            libraries.append(stripped)
+    return {"raw": text, "settings": settings, "libraries": libraries}
 
 
 def build_info(torch, transformers, tokenizers, safetensors, numpy) -> dict:
@@ -212,14 +238,36 @@ def build_info(torch, transformers, tokenizers, safetensors, numpy) -> dict:
     }
 
 
-def make_prompt(tokenizer, text: str, prompt_tokens: int | None) -> tuple[list[int], int]:
-    """Token ids with BOS; with prompt_tokens, the text repeated (joined by a space) and cut."""
+def configured_add_bos(tokenizer_path: str) -> bool | None:
+    """add_bos_token from tokenizer_config.json next to the tokenizer, None when not stated."""
+    folder = tokenizer_path if os.path.isdir(tokenizer_path) else os.path.dirname(tokenizer_path)
+    try:
+        with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as handle:
+            value = json.load(handle).get("add_bos_token")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, bool) else None
+
+
+def make_prompt(tokenizer, text: str, prompt_tokens: int | None,
+                add_bos: bool | None) -> tuple[list[int], dict]:
+    """Token ids as the tokenizer is configured to add special tokens (contract, step 2).
+
+    BOS first exactly when tokenizer_config.json's add_bos_token says so; when the file
+    does not state it, whatever tokenizer(text, add_special_tokens=True) gives. With
+    prompt_tokens: the text repeated (joined by a space) until long enough, then cut.
+    """
     bos = tokenizer.bos_token_id
+    adjusted = set()
 
     def encode(s: str) -> list[int]:
         ids = list(tokenizer(s, add_special_tokens=True)["input_ids"])
-        if bos is not None and (not ids or ids[0] != bos):
-            ids = [bos] + ids  # the tokenizer does not add BOS itself: the contract wants it
+        if add_bos is True and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+            adjusted.add("prepended BOS (add_bos_token true, the tokenizer did not add it)")
+        elif add_bos is False and bos is not None and ids and ids[0] == bos:
+            ids = ids[1:]
+            adjusted.add("removed BOS (add_bos_token false, the tokenizer added it)")
         return ids
 
     ids = encode(text)
@@ -232,7 +280,14 @@ def make_prompt(tokenizer, text: str, prompt_tokens: int | None) -> tuple[list[i
                 raise JobError("prompt does not grow when repeated")
             ids = longer
         ids = ids[:prompt_tokens]
-    return ids, repeats
+    if not ids:
+        raise JobError("the prompt tokenizes to no ids")
+    info = {"add_bos_token_config": add_bos, "bos_token_id": bos,
+            "bos_first": bool(bos is not None and ids[0] == bos),
+            "adjusted": sorted(adjusted), "prompt_text_repeats": repeats}
+    for note in sorted(adjusted):
+        log(f"warning: prompt: {note}")
+    return ids, info
 
 
 def generate(torch, model, cache_factory, prompt_ids: list[int], gen_tokens: int) -> dict:
@@ -276,8 +331,12 @@ def generate(torch, model, cache_factory, prompt_ids: list[int], gen_tokens: int
 
 def run(job: dict) -> dict:
     threads = job["threads"]
-    affinity = configure_thread_env(threads)
+    model_dir = job["model"]["path"]
+    if not os.path.isdir(model_dir):  # before the slow imports: fail fast
+        raise JobError(f"model.path {model_dir} is not a directory")
+    affinity = configure_thread_env(threads, job["_omp_wait_policy"])
 
+    t_import = time.perf_counter()
     import numpy
     import safetensors
     import tokenizers
@@ -295,6 +354,7 @@ def run(job: dict) -> dict:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+    import_s = time.perf_counter() - t_import
     if os.environ.get("ORCHESTRATE_VERBOSE") != "1":
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
@@ -309,17 +369,19 @@ def run(job: dict) -> dict:
             return None
         cache_kind = "past_key_values=None (model-created cache per repetition)"
 
-    model_dir = job["model"]["path"]
-    if not os.path.isdir(model_dir):
-        raise JobError(f"model.path {model_dir} is not a directory")
     tokenizer_path = job["model"].get("tokenizer") or model_dir
 
     # ---- load (timed): tokenizer + model
     t_load = time.perf_counter()
     if os.path.isdir(tokenizer_path):
+        # Without tokenizer.json the folder's tokenizer is SentencePiece's tokenizer.model
+        # (modelmaker then names the slow LlamaTokenizer): load that, not a fast conversion.
+        use_fast = os.path.exists(os.path.join(tokenizer_path, "tokenizer.json"))
         try:
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True, use_fast=use_fast)
         except Exception as exc:  # noqa: BLE001 - fall back to the plain fast tokenizer
+            if not use_fast:
+                raise
             log(f"AutoTokenizer failed ({exc}); trying PreTrainedTokenizerFast")
             tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_path, local_files_only=True)
     elif tokenizer_path.endswith(".json"):
@@ -333,7 +395,8 @@ def run(job: dict) -> dict:
         raise RuntimeError(f"model loaded as {next(model.parameters()).dtype}, wanted float32")
 
     workload = job["workload"]
-    prompt_ids, repeats = make_prompt(tokenizer, workload["prompt"], workload.get("prompt_tokens"))
+    prompt_ids, prompt_info = make_prompt(tokenizer, workload["prompt"], workload.get("prompt_tokens"),
+                                          configured_add_bos(tokenizer_path))
     gen_tokens = workload["gen_tokens"]
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos and len(prompt_ids) + gen_tokens > max_pos:
@@ -407,6 +470,8 @@ def run(job: dict) -> dict:
         "extra": {
             "timing": {
                 "clock": "time.perf_counter (monotonic), in the runner's Python process",
+                "import_s": import_s,
+                "import_s_how": "import of numpy, safetensors, tokenizers, torch, transformers (not part of load_time_s)",
                 "load_time_s": "AutoTokenizer.from_pretrained + AutoModelForCausalLM.from_pretrained(dtype=float32) + eval()",
                 "prefill_s": "model(input_ids=<prompt>, past_key_values=<empty cache>, logits_to_keep=1) under torch.inference_mode()",
                 "ttft_s": "prefill_s + argmax of the last position's logits converted to a Python int",
@@ -422,8 +487,8 @@ def run(job: dict) -> dict:
                 "kv_cache": cache_kind,
                 "kv_cache_length_after": reps[-1][1]["cache_length"],
                 "tokenizer_class": type(tokenizer).__name__,
-                "prompt_text_repeats": repeats,
             },
+            "prompt": prompt_info,
             "threads": {
                 "torch_get_num_threads": torch_threads,
                 "torch_get_num_interop_threads": torch.get_num_interop_threads(),

@@ -7,7 +7,7 @@ contract (docs/contract.md); they never import this package.
 
 from __future__ import annotations
 
-from orchestrator.engines import llamacpp, onnxruntime, testengine
+from orchestrator.engines import llamacpp, onnxruntime, testengine, transformers
 from orchestrator.engines.base import Engine
 
 
@@ -18,6 +18,7 @@ ENGINES: dict[str, Engine] = {
     for engine in (
         llamacpp.ENGINE,
         onnxruntime.ENGINE,
+        transformers.ENGINE,
         testengine.ENGINE,
     )
 }
