@@ -1,0 +1,52 @@
+"""Every real ENGINE: its image builds, a small CELL runs through the real orchestrator, engines agree."""
+
+from orchestrator import matrix, schemas
+from orchestrator.engines import ENGINES
+from orchestrator.results import read_run
+from orchestrator.run import execute_run
+
+REAL_ENGINES = sorted(name for name, engine in ENGINES.items() if not engine.test_only)
+FORMATS = {"llama.cpp": ["gguf-f32"], "onnxruntime": ["onnx"], "transformers": ["safetensors"],
+           "candle": ["safetensors", "gguf-q8_0"]}
+
+
+def test_every_engine_runs_a_cell_and_agrees_with_llamacpp(tmp_path, tinystories_all, no_leftovers):
+    formats = sorted({f for engine in REAL_ENGINES for f in FORMATS[engine]})
+    engines = "\n".join(f"  - name: {name}" for name in REAL_ENGINES)
+    text = f"""\
+version: 1
+engines:
+{engines}
+models:
+  - id: tinystories-15m
+    formats: [{", ".join(formats)}]
+threads: [1, 2]
+workloads:
+  - {{name: w, prompt: "Once upon a time", prompt_tokens: 16, gen_tokens: 40}}
+include:
+  - {{threads: 1}}
+  - {{threads: 2, engine: [llama.cpp, onnxruntime], format: [gguf-f32, onnx]}}
+warmup: 1
+repetitions: 2
+memory_limit: 3g
+timeout_s: 300
+"""
+    run_dir = execute_run(matrix.parse(text, "engines.yaml"), tmp_path, lambda _: None)
+    run, records = read_run(run_dir)
+    assert {r["cell"]["engine"] for r in records} == set(REAL_ENGINES)
+    for record in records:
+        assert record["status"] == "ok", (record["cell"], record["reason"], record["log_tail"])
+        result = record["result"]
+        assert schemas.problems("result", result) == []
+        assert result["threads"]["used"] == record["cell"]["threads"]
+        assert result["prompt_token_ids"][:5] == [1, 9038, 2501, 263, 931]
+        assert result["engine"]["name"] == record["cell"]["engine"]
+        assert result["measurement_boundary"] in ("in-process", "server-api")
+    import json
+
+    rows = json.loads((run_dir / "tables" / "cells.json").read_text())
+    full = [r for r in rows if r["format"] in ("gguf-f32", "safetensors", "onnx")]
+    assert [r["agreement"] for r in full].count("reference") == 1
+    for row in full:
+        assert row["agreement"] in ("reference", "ok"), row
+        assert row["agreement"] == "reference" or row["agreement_tokens"] >= 32
