@@ -27,7 +27,8 @@ def test_repository_default_matrix_is_valid():
 
     loaded = matrix.load(ROOT / "matrix.yaml")
     assert set(loaded.threads) == {1, 2}
-    assert set(loaded.models[0].formats) == {"gguf-f32", "gguf-q8_0", "gguf-q4_0"}
+    assert {"gguf-f32", "gguf-q8_0", "gguf-q4_0"} <= set(loaded.models[0].formats)
+    assert {e.name for e in loaded.engines} == {"llama.cpp", "onnxruntime", "transformers", "candle"}
 
 
 @pytest.mark.parametrize("old,new,path,line,words", [

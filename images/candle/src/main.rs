@@ -184,6 +184,8 @@ struct Loaded {
     /// The context length the model was trained/configured for.
     context_length: Option<usize>,
     bos_id: Option<u32>,
+    /// GGUF `tokenizer.ggml.add_bos_token`, when the file has it.
+    add_bos: Option<bool>,
     info: Value,
 }
 
@@ -260,6 +262,7 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded> {
         max_positions: config.max_position_embeddings,
         context_length: Some(config.max_position_embeddings),
         bos_id: config.bos_token_id,
+        add_bos: None,
         model: Model::Llama { model, config },
         info,
     })
@@ -291,6 +294,7 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
     };
     let context_length = md_u32("llama.context_length").map(|v| v as usize);
     let bos_id = md_u32("tokenizer.ggml.bos_token_id");
+    let add_bos = content.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok());
     let info = json!({
         "loader": "candle_transformers::models::quantized_llama::ModelWeights::from_gguf",
         "gguf_version": format!("{:?}", content.magic),
@@ -313,8 +317,36 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
         max_positions: q_llama::MAX_SEQ_LEN,
         context_length,
         bos_id,
+        add_bos,
         info,
     })
+}
+
+/// How the tokenizer is configured to add BOS: `add_bos_token` (and `bos_token`) from the
+/// tokenizer_config.json beside tokenizer.json, else the GGUF's `tokenizer.ggml.add_bos_token`.
+/// None: follow tokenizer.json's post-processor as is.
+struct BosPolicy {
+    add_bos: Option<bool>,
+    bos_id: Option<u32>,
+    source: String,
+}
+
+fn bos_policy(tok_path: &Path, tok: &Tokenizer, loaded: &Loaded) -> BosPolicy {
+    let cfg_path = tok_path.with_file_name("tokenizer_config.json");
+    let cfg: Option<Value> = std::fs::read_to_string(&cfg_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let cfg_add = cfg.as_ref().and_then(|c| c.get("add_bos_token")).and_then(Value::as_bool);
+    let cfg_bos = cfg.as_ref().and_then(|c| c.get("bos_token")).and_then(|b| match b {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    });
+    let bos_id = cfg_bos.as_deref().and_then(|b| tok.token_to_id(b)).or(loaded.bos_id);
+    let (add_bos, source) = match (cfg_add, loaded.add_bos) {
+        (Some(a), _) => (Some(a), format!("add_bos_token in {}", cfg_path.display())),
+        (None, Some(a)) => (Some(a), "tokenizer.ggml.add_bos_token in the GGUF".to_owned()),
+        (None, None) => (None, "tokenizer.json post-processor (no add_bos_token setting found)".to_owned()),
+    };
+    BosPolicy { add_bos, bos_id, source }
 }
 
 fn tokenizer_path(job: &Job) -> Result<PathBuf> {
@@ -339,22 +371,34 @@ fn tokenizer_path(job: &Job) -> Result<PathBuf> {
 
 // ---------------------------------------------------------------- prompt
 
-/// Tokenize with BOS; with `prompt_tokens`, repeat the text joined by a space until it gives
-/// at least that many ids and keep exactly the first `prompt_tokens`.
-fn prompt_ids(tok: &Tokenizer, job: &Job, bos_id: Option<u32>) -> Result<(Vec<u32>, Value)> {
-    let encode = |text: &str| -> Result<(Vec<u32>, bool)> {
+/// Tokenize with special tokens as the tokenizer is configured (BOS first when it adds one);
+/// with `prompt_tokens`, repeat the text joined by a space until it gives at least that many
+/// ids and keep exactly the first `prompt_tokens`.
+fn prompt_ids(tok: &Tokenizer, job: &Job, bos: &BosPolicy) -> Result<(Vec<u32>, Value)> {
+    let encode = |text: &str| -> Result<(Vec<u32>, &'static str)> {
         let enc = tok.encode(text, true).map_err(|e| anyhow!("tokenizing the prompt: {e}"))?;
         let mut ids = enc.get_ids().to_vec();
-        let mut prepended = false;
-        if let Some(bos) = bos_id {
-            if ids.first() != Some(&bos) {
-                ids.insert(0, bos);
-                prepended = true;
+        let mut action = "none: the tokenizer's encode(add_special_tokens=true) already matches";
+        if let Some(b) = bos.bos_id {
+            let starts = ids.first() == Some(&b);
+            match bos.add_bos {
+                Some(true) if !starts => {
+                    ids.insert(0, b);
+                    action = "BOS prepended by the runner (add_bos_token=true, tokenizer.json added none)";
+                }
+                Some(false) if starts => {
+                    let plain = tok.encode(text, false).map_err(|e| anyhow!("tokenizing the prompt: {e}"))?;
+                    if plain.get_ids().first() != Some(&b) {
+                        ids.remove(0);
+                        action = "BOS removed by the runner (add_bos_token=false, tokenizer.json added one)";
+                    }
+                }
+                _ => {}
             }
         }
-        Ok((ids, prepended))
+        Ok((ids, action))
     };
-    let (mut ids, mut prepended) = encode(&job.prompt)?;
+    let (mut ids, mut action) = encode(&job.prompt)?;
     let mut repeats = 1usize;
     if let Some(want) = job.prompt_tokens {
         while ids.len() < want {
@@ -364,7 +408,7 @@ fn prompt_ids(tok: &Tokenizer, job: &Job, bos_id: Option<u32>) -> Result<(Vec<u3
                 bail!("prompt does not grow to {want} tokens when repeated");
             }
             let text = vec![job.prompt.as_str(); repeats].join(" ");
-            (ids, prepended) = encode(&text)?;
+            (ids, action) = encode(&text)?;
         }
         ids.truncate(want);
     }
@@ -373,9 +417,11 @@ fn prompt_ids(tok: &Tokenizer, job: &Job, bos_id: Option<u32>) -> Result<(Vec<u3
     }
     let info = json!({
         "text_repeats": repeats,
-        "bos_id": bos_id,
-        "bos": if prepended { "prepended by the runner (tokenizer added none)" }
-               else { "added by the tokenizer's post-processor (encode(add_special_tokens=true))" },
+        "add_bos_token": bos.add_bos,
+        "add_bos_token_source": bos.source,
+        "bos_id": bos.bos_id,
+        "bos_first": bos.bos_id.is_some() && ids.first() == bos.bos_id.as_ref(),
+        "bos_action": action,
     });
     Ok((ids, info))
 }
@@ -467,15 +513,19 @@ fn vm_hwm_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The version(s) of a crate in the embedded Cargo.lock ("a, b" when several are locked).
 fn locked_version(name: &str) -> Option<String> {
+    let mut found = Vec::new();
     let mut lines = CARGO_LOCK.lines();
     while let Some(line) = lines.next() {
         if line.trim() == format!("name = \"{name}\"") {
-            let v = lines.next()?.trim();
-            return v.strip_prefix("version = \"")?.strip_suffix('"').map(str::to_owned);
+            let v = lines.next().unwrap_or("").trim();
+            if let Some(v) = v.strip_prefix("version = \"").and_then(|v| v.strip_suffix('"')) {
+                found.push(v.to_owned());
+            }
         }
     }
-    None
+    (!found.is_empty()).then(|| found.join(", "))
 }
 
 fn release_profile() -> Value {
@@ -498,8 +548,8 @@ fn release_profile() -> Value {
 
 fn build_info() -> Value {
     let crates: Map<String, Value> = [
-        "candle-core", "candle-nn", "candle-transformers", "tokenizers", "onig_sys", "gemm",
-        "gemm-common", "rayon", "rayon-core", "half", "safetensors", "serde_json", "anyhow",
+        "candle-core", "candle-nn", "candle-transformers", "tokenizers", "fancy-regex", "gemm",
+        "gemm-common", "gemm-f32", "rayon", "rayon-core", "half", "safetensors", "serde_json", "anyhow",
     ]
     .iter()
     .map(|n| (n.to_string(), json!(locked_version(n))))
@@ -510,6 +560,10 @@ fn build_info() -> Value {
         ("avx2", cfg!(target_feature = "avx2")),
         ("fma", cfg!(target_feature = "fma")),
         ("f16c", cfg!(target_feature = "f16c")),
+        ("avx512f", cfg!(target_feature = "avx512f")),
+        ("avx512bw", cfg!(target_feature = "avx512bw")),
+        ("avx512vl", cfg!(target_feature = "avx512vl")),
+        ("avx512vnni", cfg!(target_feature = "avx512vnni")),
         ("neon", cfg!(target_feature = "neon")),
     ]
     .iter()
@@ -537,7 +591,7 @@ fn build_info() -> Value {
     json!({
         "source": "crates.io (versions pinned in Cargo.toml with =, resolved in Cargo.lock, cargo build --release --locked)",
         "crates": crates,
-        "candle_features": "default (CPU only: no mkl, accelerate, cuda, metal); tokenizers: default-features=false + onig",
+        "candle_features": "default (CPU only: no mkl, accelerate, cuda, metal); tokenizers: default-features=false + fancy-regex",
         "rustc": option_env!("ORCHESTRATE_BUILD_RUSTC"),
         "cargo": option_env!("ORCHESTRATE_BUILD_CARGO"),
         "rustflags": option_env!("ORCHESTRATE_BUILD_RUSTFLAGS"),
@@ -548,6 +602,8 @@ fn build_info() -> Value {
         "build_host_cpu": option_env!("ORCHESTRATE_BUILD_HOST_CPU"),
         "build_host_simd_flags": host_flags,
         "compiled_target_features": compiled_features,
+        "compiled_target_features_note": "cfg!(target_feature) as rustc reports it; rustc 1.85 does not report \
+            target features that are unstable there (AVX-512) even when target-cpu lets LLVM use them",
         "candle_utils": {
             "with_avx": candle_core::utils::with_avx(),
             "with_f16c": candle_core::utils::with_f16c(),
@@ -585,8 +641,8 @@ fn run(job: &Job) -> Result<Value> {
     let tok_load = t_tok.elapsed();
     let load_time = t_load.elapsed();
 
-    let bos_id = loaded.bos_id.or_else(|| tokenizer.token_to_id("<s>"));
-    let (prompt, prompt_info) = prompt_ids(&tokenizer, job, bos_id)?;
+    let bos = bos_policy(&tok_path, &tokenizer, &loaded);
+    let (prompt, prompt_info) = prompt_ids(&tokenizer, job, &bos)?;
     // Positions fed to the model: the prompt plus every generated token but the last.
     let positions = prompt.len() + job.gen_tokens - 1;
     if positions > loaded.max_positions {
@@ -628,6 +684,7 @@ fn run(job: &Job) -> Result<Value> {
             "tid": tid, "comm": a.comm, "cpu_ns": dns, "cpu_ticks": dticks, "busy": is_busy,
         }));
     }
+    let busy_cpu_ns: u64 = per_task.iter().filter_map(|t| t["cpu_ns"].as_u64()).sum();
     if busy == 0 {
         bail!("no thread of this process accumulated CPU time during the timed repetitions");
     }
@@ -698,6 +755,9 @@ fn run(job: &Job) -> Result<Value> {
                 "ran_on_rayon_worker": on_worker,
                 "candle_get_num_threads": candle_core::utils::get_num_threads(),
                 "busy_threads": busy,
+                "mean_threads_on_cpu": if use_sched && !window.is_zero() {
+                    json!(busy_cpu_ns as f64 / 1e9 / secs(window)) } else { Value::Null },
+                "mean_threads_on_cpu_how": "sum of the threads' schedstat CPU time over the timed repetitions / their wall time",
                 "tasks_in_process": after.len(),
                 "per_task_cpu_over_timed_repetitions": per_task,
                 "window_s": secs(window),
