@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import merge, schemas
-from records import record
+from tests.unit.records import record
 
 FREQ = {"ghz": 2.0, "source": "test"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator import merge, report
-from records import record
+from tests.unit.records import record
 
 GOLDEN = Path(__file__).parent / "golden"
 FREQ = {"ghz": 2.5, "source": "test frequency"}

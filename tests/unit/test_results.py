@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.results import CellStatus, consistency_problems, judge, write_json_atomic
 
-from records import record
+from tests.unit.records import record
 
 
 def job(threads=1, reps=3, gen=5, prompt_tokens=4):
