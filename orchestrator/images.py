@@ -23,7 +23,8 @@ from orchestrator.errors import ImageBuildError, UsageError
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 REPOSITORY = "orchestrate"
 CA_PATH = ".build-ca/ca.pem"  # where the build context carries extra CA certificates
-SKIP = {"__pycache__", ".build-ca", "target", ".pytest_cache"}
+# Generated files never belong to a build context: caches of tools run in the folder, build output.
+SKIP = {"__pycache__", ".build-ca", "target", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".venv"}
 BASE_ARG = re.compile(r"^ARG\s+BASE_IMAGE=(\S+)", re.MULTILINE)
 
 
@@ -48,7 +49,7 @@ def context_files(folder: Path) -> list[tuple[str, bytes, int]]:
     files = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if any(part in SKIP for part in rel.parts) or not path.is_file():
+        if any(part in SKIP for part in rel.parts) or path.suffix == ".pyc" or not path.is_file():
             continue
         files.append((rel.as_posix(), path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644))
     return files

@@ -41,6 +41,8 @@ def tinystories_all(docker, logs_dir):
 
 @pytest.fixture
 def no_leftovers(docker):
-    """Assert that no orchestrator container remains after the test."""
+    """Assert that the test left no orchestrator container behind (others' containers are not ours)."""
+    before = set(docker.list_labelled())
     yield
-    assert docker.list_labelled() == [], "orchestrator containers were left behind"
+    left = set(docker.list_labelled()) - before
+    assert not left, f"orchestrator containers were left behind: {sorted(left)}"

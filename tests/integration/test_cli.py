@@ -1,5 +1,6 @@
 """The command line against the real Docker engine: clean, interrupt, report."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,11 +26,13 @@ def test_clean_removes_orchestrator_containers(docker, logs_dir):
     from orchestrator import images
 
     tag = images.ensure(docker, "testengine", logs_dir).tag
-    docker.client.containers.create(tag, labels={"orchestrate": "1", "orchestrate.run": "leftover"})
-    assert docker.list_labelled()
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "clean"], capture_output=True, text=True)
-    assert done.returncode == 0 and "removed 1" in done.stdout
-    assert docker.list_labelled() == []
+    run_id = f"leftover-{os.getpid()}"
+    container = docker.client.containers.create(tag, labels={"orchestrate": "1", "orchestrate.run": run_id})
+    # --run limits the clean-up to one RUN, so the test never touches another RUN on this machine.
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "clean", "--run", run_id], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and "removed 1" in done.stdout, done.stdout + done.stderr
+    assert container.name not in docker.list_labelled()
 
 
 def test_interrupting_a_run_removes_its_containers(tmp_path, tinystories, docker, no_leftovers):
@@ -39,12 +42,19 @@ def test_interrupting_a_run_removes_its_containers(tmp_path, tinystories, docker
                                 str(tmp_path / "results")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.time() + 120
-    while not docker.list_labelled() and time.time() < deadline:
+    while not _mine(docker, tmp_path) and time.time() < deadline:
         time.sleep(0.5)
-    assert docker.list_labelled(), "the cell's container never started"
+    assert _mine(docker, tmp_path), "the cell's container never started"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted" in err
     run_json = next((tmp_path / "results").glob("*/run.json")).read_text()
     assert '"status": "interrupted"' in run_json
+    assert not _mine(docker, tmp_path)
+
+
+def _mine(docker, tmp_path) -> list[str]:
+    """Containers of the RUN this test started (its run id is the folder name under results/)."""
+    runs = [p.name for p in (tmp_path / "results").glob("*") if p.is_dir()]
+    return [name for name in docker.list_labelled() if any(run in name for run in runs)]

@@ -32,7 +32,8 @@ def test_same_content_same_tag_and_changes_change_it(tmp_path):
 
 
 def test_generated_folders_are_not_part_of_the_context(tmp_path):
-    folder = make_folder(tmp_path, extra={"__pycache__/x.pyc": "junk", ".build-ca/ca.pem": "cert", "a.txt": "a"})
+    folder = make_folder(tmp_path, extra={"__pycache__/x.pyc": "junk", ".build-ca/ca.pem": "cert", "a.txt": "a",
+                                          "src/.ruff_cache/x": "cache", "src/y.pyc": "junk"})
     assert [rel for rel, _, _ in images.context_files(folder)] == ["Dockerfile", "a.txt"]
 
 
