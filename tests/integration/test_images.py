@@ -1,6 +1,7 @@
 """Building IMAGEs through the real Docker engine."""
 
 import shutil
+import uuid
 
 import pytest
 from testcontainers.core.container import DockerContainer
@@ -16,11 +17,15 @@ def test_unchanged_folder_is_not_rebuilt_and_a_change_gets_a_new_tag(docker, log
     assert first.tag.startswith("orchestrate/testengine:")
     copy = tmp_path / "images"
     shutil.copytree(images.IMAGES_DIR / "testengine", copy / "testengine")
-    (copy / "testengine" / "runner.py").write_text((copy / "testengine" / "runner.py").read_text() + "\n# changed\n")
+    marker = f"\n# changed {uuid.uuid4()}\n"  # a change never built before
+    (copy / "testengine" / "runner.py").write_text((copy / "testengine" / "runner.py").read_text() + marker)
     monkeypatch.setattr(images, "IMAGES_DIR", copy)
     changed = images.ensure(docker, "testengine", logs_dir)
-    assert changed.tag != first.tag and changed.rebuilt
-    assert changed.labels["orchestrate.context"] == changed.tag.rsplit(":", 1)[1]
+    try:
+        assert changed.tag != first.tag and changed.rebuilt
+        assert changed.labels["orchestrate.context"] == changed.tag.rsplit(":", 1)[1]
+    finally:
+        docker.client.images.remove(changed.tag)
 
 
 def test_a_failed_build_reports_the_tail_of_its_log(docker, logs_dir, tmp_path, monkeypatch, no_leftovers):
