@@ -62,10 +62,8 @@ def fetch(url: str, sha256: str, size: int, target: Path, progress: Callable[[st
         raise ModelError(f"downloading {url} failed after {attempts} attempts: {exc}; run the command again "
                          f"to resume from {part.stat().st_size if part.exists() else 0} bytes") from None
     actual_size = part.stat().st_size
-    digest = hashlib.sha256()
     with part.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
+        digest = hashlib.file_digest(handle, "sha256")
     if actual_size != size or digest.hexdigest() != sha256:
         part.unlink()
         raise ModelError(f"{url}: expected {size} bytes with sha256 {sha256}, got {actual_size} bytes with sha256 "

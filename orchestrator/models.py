@@ -59,14 +59,22 @@ class Prepared:
 
 def sha256_of(path: Path) -> str:
     """sha256 of a file, or of a directory's files (path + content, sorted)."""
-    digest = hashlib.sha256()
     if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(child.relative_to(path).as_posix().encode() + b"\0" + sha256_of(child).encode())
-        return digest.hexdigest()
+        return _folder_digest(member_hashes(path))
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def member_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file below a folder, by relative path, in the order the folder hash uses."""
+    return {child.relative_to(folder).as_posix(): sha256_of(child)
+            for child in sorted(p for p in folder.rglob("*") if p.is_file())}
+
+
+def _folder_digest(members: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for rel, member in members.items():
+        digest.update(rel.encode() + b"\0" + member.encode())
     return digest.hexdigest()
 
 
@@ -258,11 +266,11 @@ def _install(model_dir: Path, produced: Path, fmt: str, provenance: dict) -> Non
 def _record(model_dir: Path, target: Path, fmt: str, provenance: dict) -> None:
     """Add a file (or folder) that is in place to the manifest, with its hash and provenance."""
     data = manifest(model_dir) or {"schema_version": 1, "files": {}}
-    data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": sha256_of(target), "size": _size(target),
-                          **provenance}
-    if target.is_dir():
-        data["files"][fmt]["members"] = {p.relative_to(target).as_posix(): sha256_of(p)
-                                         for p in sorted(target.rglob("*")) if p.is_file()}
+    members = member_hashes(target) if target.is_dir() else None  # each file is read once
+    digest = _folder_digest(members) if members is not None else sha256_of(target)
+    data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": digest, "size": _size(target), **provenance}
+    if members is not None:
+        data["files"][fmt]["members"] = members
     write_json_atomic(model_dir / "manifest.json", data)
 
 
