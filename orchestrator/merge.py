@@ -41,13 +41,18 @@ def repetitions(records: list[dict]) -> pd.DataFrame:
                 "decode_s": rep["decode_s"],
                 "ttft_ms": rep["ttft_s"] * 1000,
                 "prompt_tps": rep["prompt_tokens"] / rep["prefill_s"] if rep["prefill_s"] > 0 else np.nan,
-                "gen_tps": (rep["generated_tokens"] - 1) / rep["decode_s"] if rep["decode_s"] > 0 else np.nan,
+                "gen_tps": generation_rate(rep),
                 "itl_p50_ms": _percentile(itl_ms, 50),
                 "itl_p95_ms": _percentile(itl_ms, 95),
                 "itl_p99_ms": _percentile(itl_ms, 99),
             })
     columns = KEYS + ["repetition", "prompt_tokens", "generated_tokens", "prefill_s", "decode_s"] + REPETITION_METRICS
     return pd.DataFrame(rows, columns=columns)
+
+
+def generation_rate(rep: dict) -> float:
+    """Generation tokens/s of one repetition: (generated - 1) / decode time; NaN without decode time."""
+    return (rep["generated_tokens"] - 1) / rep["decode_s"] if rep["decode_s"] > 0 else np.nan
 
 
 def _percentile(values: np.ndarray, q: float) -> float:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from orchestrator import __version__, cpuset, execute, images, models, plan, report, sysinfo
+from orchestrator import __version__, cpuset, execute, images, merge, models, plan, report, sysinfo
 from orchestrator.dockerapi import Docker
 from orchestrator.engines import ENGINES
 from orchestrator.errors import PlacementError, UsageError
@@ -124,6 +125,5 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
 def _brief(record: dict) -> str:
     if record["status"] != "ok":
         return f": {record['reason']}"
-    reps = record["result"]["repetitions"]
-    rates = sorted((r["generated_tokens"] - 1) / r["decode_s"] for r in reps if r["decode_s"] > 0)
+    rates = sorted(r for r in map(merge.generation_rate, record["result"]["repetitions"]) if not math.isnan(r))
     return f", median generation {rates[len(rates) // 2]:.1f} tok/s" if rates else ""
