@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup host-deps run test unit clean
+.PHONY: setup host-deps run test unit clean bench
 
 setup: $(VENV)/.installed
 
@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # On a machine whose Docker engine cannot pull, base images are made with debootstrap.
+# The browser test opens report.html in Debian's headless chromium (driven by playwright,
+# which downloads no browser of its own).
 host-deps:
 	@if ! command -v debootstrap >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -23,6 +25,20 @@ host-deps:
 	    echo "note: debootstrap is not installed; it is needed only where no container registry is reachable"; \
 	  fi; \
 	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (the browser test opens report.html in it, headless and offline)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: chromium is not installed; tests/integration/test_browser.py needs it (apt-get install chromium)"; \
+	  fi; \
+	fi
+
+# How the command line and the report scale (not a test): see benchmarks/scale.py.
+bench: setup
+	$(BIN)/python benchmarks/scale.py startup
+	$(BIN)/python benchmarks/scale.py plan --cells 10000
+	$(BIN)/python benchmarks/scale.py report --records 10000
 
 run: setup host-deps
 	$(BIN)/orchestrate run matrix.yaml

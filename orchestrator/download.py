@@ -15,6 +15,16 @@ from orchestrator.errors import ModelError
 CHUNK = 1 << 16  # small enough that a dropped connection keeps most of what arrived
 
 
+def ca_bundle() -> str | bool:
+    """What ``requests`` verifies TLS against: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (requests reads
+    those itself), else SSL_CERT_FILE (the host's bundle, which trusts a TLS-intercepting proxy),
+    else certifi's."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return True
+
+
 class _Transient(Exception):
     """A failure worth another try (connection dropped, server error)."""
 
@@ -40,7 +50,7 @@ def fetch(url: str, sha256: str, size: int, target: Path, progress: Callable[[st
             return
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
-            with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+            with requests.get(url, headers=headers, stream=True, timeout=60, verify=ca_bundle()) as response:
                 if response.status_code >= 500 or response.status_code == 429:
                     raise _Transient(f"HTTP {response.status_code}")
                 if response.status_code not in (200, 206):

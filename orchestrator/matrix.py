@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import json
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
-from orchestrator import catalogue, schemas
+from orchestrator import bounds, catalogue, schemas, yamlsafe
 from orchestrator.engines import ENGINES
+from orchestrator.engines import options as engine_options
 from orchestrator.errors import InputError, Problem
+from orchestrator.safefile import quote
 
 DEFAULTS = {"warmup": 1, "repetitions": 5, "memory_limit": "4g", "timeout_s": 900.0}
 
@@ -63,6 +66,13 @@ class Matrix:
     include: tuple[dict, ...] = field(default=())
     exclude: tuple[dict, ...] = field(default=())
     raw: str = field(default="", compare=False, repr=False)
+    # Things that do not stop a RUN but probably are not what was meant (rules matching nothing).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    # Adaptive repetitions ({min, max, cv_target}): ``repetitions`` is then the max; None for a plain number.
+    repetitions_min: int | None = None
+    cv_target: float | None = None
+    rounds: int = 1  # the PLAN runs this many times, each round in a seeded, shuffled order
+    seed: int | None = None  # of that order; None: drawn when the RUN starts (run.json records it)
 
     def memory_limit_bytes(self) -> int:
         return parse_size(self.memory_limit)
@@ -70,26 +80,7 @@ class Matrix:
 
 def parse_size(text: str) -> int:
     """'512m' -> bytes; suffixes k, m, g are powers of 1024."""
-    text = text.strip().lower()
-    scale = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in "kmg" else text
-    return int(float(number) * scale)
-
-
-def _line_index(node, path=(), index=None) -> dict[tuple, int]:
-    """Map every JSON path in a composed YAML node tree to its 1-based line."""
-    if index is None:
-        index = {}
-    index.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            index[path + (key.value,)] = key.start_mark.line + 1
-            _line_index(value, path + (key.value,), index)
-            index[path + (key.value,)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, path + (i,), index)
-    return index
+    return bounds.parse_size(text)
 
 
 def _line_for(index: dict[tuple, int], path: tuple) -> int | None:
@@ -98,44 +89,94 @@ def _line_for(index: dict[tuple, int], path: tuple) -> int | None:
     return index.get(path)
 
 
-def parse(text: str, source: str = "<matrix>") -> Matrix:
-    """Parse and validate MATRIX text; raise InputError listing every problem."""
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise InputError(source, [Problem(source, "", line, f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                                          "YAML 1.1; see matrix.yaml for an example")]) from None
-    if node is None or not isinstance(data, dict):
+def parse(text: str | bytes, source: str = "<matrix>") -> Matrix:
+    """Parse and validate MATRIX text (bounded: see yamlsafe and bounds); raise InputError listing every problem."""
+    document = yamlsafe.load(text, source)
+    data, index = document.data, document.lines
+    if not isinstance(data, dict):
         raise InputError(source, [Problem(source, "", 1, "the MATRIX must be a YAML mapping",
                                           "keys version, engines, models, threads, workloads, ...")])
-    index = _line_index(node)
-    problems = []
-    for error in schemas.validator("matrix").iter_errors(data):
-        path = tuple(error.absolute_path)
-        problems.append(Problem(source, schemas.json_path(path), _line_for(index, path), error.message,
-                                _allowed(error)))
+    problems = [Problem(source, schemas.json_path(path), _line_for(index, path), f"{value} is not a finite number",
+                        "a finite number: JSON, and so the job file, cannot hold NaN or infinity")
+                for path, value in _non_finite(data) if path != ("timeout_s",)]  # timeout_s: bounds says more
+    errors = list(schemas.validator("matrix").iter_errors(data))
+    for error in errors:
+        problems += _schema_problems(error, source, index)
     try:
-        problems += _semantic_problems(data, source, index)
-    except (KeyError, TypeError, AttributeError):
-        pass  # the structure is broken; the schema problems above say how
+        if not any(e.validator == "maxItems" for e in errors):  # the checks below stay cheap on bounded lists
+            problems += _semantic_problems(data, source, index)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        if not problems:
+            raise
+        # the structure is broken; the schema problems above say how
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise InputError(source, problems)
-    return _build(data, source, text)
+    built = _build(data, source, text if isinstance(text, str) else text.decode("utf-8"))
+    return _check_cells(built, data, index)
 
 
 def load(path: str | Path) -> Matrix:
-    """Read and validate the MATRIX file at ``path``."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(str(path), [Problem(str(path), "", None, f"cannot read the file: {exc.strerror}",
-                                             "a readable MATRIX YAML file")]) from None
-    return parse(text, str(path))
+    """Read (a regular file of at most yamlsafe.MAX_BYTES) and validate the MATRIX file at ``path``."""
+    return parse(yamlsafe.read(path, "a MATRIX YAML file"), str(path))
+
+
+def _check_cells(built: Matrix, data: dict, index) -> Matrix:
+    """Refuse rules that leave no CELL (as `run` would), and warn of rule values that match nothing."""
+    from orchestrator import plan  # plan imports this module
+
+    source = built.source
+    if not plan.expand(built):
+        rules = ("include",) if data.get("include") else ("exclude",)
+        raise InputError(source, [Problem(source, rules[0], _line_for(index, rules),
+                                          "the include/exclude rules leave no cell to run",
+                                          "rules that keep at least one cell")])
+    warnings = bounds.rule_warnings(data, lambda path: f"{source}:{_line_for(index, path)}")
+    return replace(built, warnings=tuple(warnings))
+
+
+# YAML 1.1 reads a float only with a dot and a signed exponent: 1e3 and 1.0e3 are strings.
+_YAML11_NUMBER = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?")
+
+
+def _schema_problems(error, source: str, index) -> list[Problem]:
+    """One Problem per schema error; an unknown key is reported at its own line, with a likely spelling."""
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        found = []
+        for key in (k for k in error.instance if k not in allowed):
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            found.append(Problem(source, schemas.json_path(path + (key,)), _line_for(index, path + (key,)),
+                                 f"Additional properties are not allowed: unknown key {quote(str(key), 60)!r}{hint}", ", ".join(allowed)))
+        if found:
+            return found
+    message, instance = error.message, repr(error.instance)
+    if len(instance) > 80 and instance in message:  # jsonschema quotes the whole value; keep what it says of it
+        message = message.replace(instance, quote(instance, 60))
+    message = quote(message, 300)
+    if (error.validator == "type" and isinstance(error.instance, str)
+            and set(_as_list(error.validator_value)) & {"number", "integer"} and _YAML11_NUMBER.fullmatch(error.instance)):
+        message += (f" (YAML 1.1 reads {error.instance!r} as a string: a float needs a dot and a signed exponent, "
+                    f"e.g. 1.0e+3, or write the number out, e.g. 1000)")
+    return [Problem(source, schemas.json_path(path), _line_for(index, path), message, _allowed(error))]
+
+
+def _non_finite(node, path: tuple = ()):
+    """(path, value) of every NaN or infinite float in parsed YAML data (its depth is bounded by yamlsafe)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        yield path, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _non_finite(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _non_finite(value, path + (i,))
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 def _allowed(error) -> str | None:
@@ -163,6 +204,9 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
     def add(path: tuple, message: str, allowed: str | None = None):
         problems.append(Problem(source, schemas.json_path(path), _line_for(index, path), message, allowed))
 
+    bounds.limit_problems(data, add)  # memory, time and CPU limits: enforceable or refused
+    bounds.size_problems(data, add)  # how many CELLs, how large a RESULT
+
     known = catalogue.load()
     engine_names = [e["name"] for e in data["engines"]]
     variants = [(e["name"], _canonical(e.get("options", {}))) for e in data["engines"]]
@@ -172,6 +216,10 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
         elif variants.index(variants[i]) != i:
             add(("engines", i, "name"), f"engine {name!r} is listed twice with the same options",
                 "an engine more than once only with different options")
+        if name in ENGINES:
+            for found in engine_options.problems(ENGINES[name].options, data["engines"][i].get("options", {})):
+                add(("engines", i, "options") + ((found.option,) if found.option else ()), found.message,
+                    found.allowed)
     for i, model in enumerate(data["models"]):
         entry = known.get(model["id"])
         if entry is None:
@@ -184,6 +232,10 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
             elif not any(fmt in ENGINES[n].formats for n in engine_names if n in ENGINES):
                 add(("models", i, "formats", j), f"no engine in this MATRIX reads format {fmt!r}",
                     "; ".join(f"{n}: {', '.join(sorted(ENGINES[n].formats))}" for n in engine_names if n in ENGINES))
+    repetitions = data.get("repetitions")
+    if isinstance(repetitions, dict) and repetitions["min"] > repetitions["max"]:
+        add(("repetitions", "min"), f"repetitions.min {repetitions['min']} is above repetitions.max "
+            f"{repetitions['max']}", "min <= max")
     names = [w["name"] for w in data["workloads"]]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -196,6 +248,14 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
                 add(("workloads", i), f"prompt_tokens + gen_tokens = {need} exceeds the context length "
                     f"{entry.context_length} of model {model['id']!r}", f"at most {entry.context_length} tokens")
     return problems
+
+
+def _repetitions(data: dict) -> tuple[int | None, int, float | None]:
+    """(min, max, cv_target) of the MATRIX's repetitions; a plain number N is (None, N, None)."""
+    value = data.get("repetitions", DEFAULTS["repetitions"])
+    if isinstance(value, dict):
+        return value["min"], value["max"], float(value["cv_target"])
+    return None, value, None
 
 
 def public_engines() -> list[str]:
@@ -217,7 +277,11 @@ def _build(data: dict, source: str, text: str) -> Matrix:
         workloads=tuple(Workload(w["name"], w["prompt"], w["gen_tokens"], w.get("prompt_tokens"))
                         for w in data["workloads"]),
         warmup=data.get("warmup", DEFAULTS["warmup"]),
-        repetitions=data.get("repetitions", DEFAULTS["repetitions"]),
+        repetitions=_repetitions(data)[1],
+        repetitions_min=_repetitions(data)[0],
+        cv_target=_repetitions(data)[2],
+        rounds=data.get("rounds", 1),
+        seed=data.get("seed"),
         placement=Placement(placement.get("policy", "reserve-one"), placement.get("cpus")),
         memory_limit=str(data.get("memory_limit", DEFAULTS["memory_limit"])),
         timeout_s=float(data.get("timeout_s", DEFAULTS["timeout_s"])),

@@ -1,18 +1,23 @@
 """Merge the RESULTs of a RUN into TABLEs: one row per repetition, one row per CELL.
 
-Pure functions over plain records (pandas in, pandas out). Rates are derived from
-measured times only: prompt tokens/s = prompt tokens / prefill time; generation
-tokens/s = (generated tokens - 1) / decode time, since the first generated token is
-part of the time to first token.
+Pure functions over plain records (pandas out). Rates are derived from measured times
+only: prompt tokens/s = prompt tokens / prefill time; generation tokens/s = (generated
+tokens - 1) / decode time, since the first generated token is part of the time to first
+token. Work grows linearly with the number of records: statistics are plain Python over
+each CELL's own repetitions (orchestrator/stats.py) and agreement looks references up by key.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+from orchestrator import certainty, sampling, stats
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+NAN = float("nan")
 KEYS = ["cell_id", "engine", "model", "format", "threads", "workload"]
 FULL_PRECISION = ("gguf-f32", "safetensors", "onnx")  # formats holding the F32 weights themselves
 MIN_AGREEMENT = 32  # F32 engines must agree on at least this many greedy tokens
@@ -21,42 +26,56 @@ STATS = ["median", "p90", "std", "min", "max", "n"]
 REPETITION_METRICS = ["prompt_tps", "gen_tps", "ttft_ms", "itl_p50_ms", "itl_p95_ms", "itl_p99_ms"]
 # Metrics measured once per CELL from outside the container.
 CELL_METRICS = ["peak_memory_mib", "cpu_seconds"]
+REPETITION_COLUMNS = KEYS + ["repetition", "batch", "round", "position", "prompt_tokens", "generated_tokens",
+                             "prefill_s", "decode_s"] + REPETITION_METRICS
+AGREEMENT_COLUMNS = ("agreement_reference", "agreement_tokens", "agreement_of", "agreement", "token_ids_stable")
 
 
 def repetitions(records: list[dict]) -> pd.DataFrame:
     """One row per timed repetition of every ok CELL."""
+    import pandas as pd  # here, not at the top: the command line imports this module for rates only
+
+    rows = [row for record in records for row in _repetition_rows(record)]
+    return pd.DataFrame(rows, columns=REPETITION_COLUMNS)
+
+
+def _repetition_rows(record: dict) -> list[dict]:
+    if record["status"] != "ok":
+        return []
+    keys = _keys(record)
     rows = []
-    for record in records:
-        if record["status"] != "ok":
-            continue
-        result = record["result"]
-        for rep in result["repetitions"]:
-            itl_ms = np.asarray(rep["inter_token_latencies_s"], dtype=float) * 1000
-            rows.append({
-                **_keys(record),
-                "repetition": rep["index"],
-                "prompt_tokens": rep["prompt_tokens"],
-                "generated_tokens": rep["generated_tokens"],
-                "prefill_s": rep["prefill_s"],
-                "decode_s": rep["decode_s"],
-                "ttft_ms": rep["ttft_s"] * 1000,
-                "prompt_tps": rep["prompt_tokens"] / rep["prefill_s"] if rep["prefill_s"] > 0 else np.nan,
-                "gen_tps": generation_rate(rep),
-                "itl_p50_ms": _percentile(itl_ms, 50),
-                "itl_p95_ms": _percentile(itl_ms, 95),
-                "itl_p99_ms": _percentile(itl_ms, 99),
-            })
-    columns = KEYS + ["repetition", "prompt_tokens", "generated_tokens", "prefill_s", "decode_s"] + REPETITION_METRICS
-    return pd.DataFrame(rows, columns=columns)
+    placed = _batch_of(record)
+    for rep in record["result"]["repetitions"]:
+        itl_s = sorted(rep["inter_token_latencies_s"])  # x 1000 keeps the order: scale only what is used
+        rows.append({
+            **keys,
+            "repetition": rep["index"],
+            **placed.get(rep["index"], {"batch": 1, "round": 1, "position": None}),
+            "prompt_tokens": rep["prompt_tokens"],
+            "generated_tokens": rep["generated_tokens"],
+            "prefill_s": rep["prefill_s"],
+            "decode_s": rep["decode_s"],
+            "ttft_ms": rep["ttft_s"] * 1000,
+            "prompt_tps": rep["prompt_tokens"] / rep["prefill_s"] if rep["prefill_s"] > 0 else NAN,
+            "gen_tps": generation_rate(rep),
+            "itl_p50_ms": stats.scaled_percentile(itl_s, 50, 1000),
+            "itl_p95_ms": stats.scaled_percentile(itl_s, 95, 1000),
+            "itl_p99_ms": stats.scaled_percentile(itl_s, 99, 1000),
+        })
+    return rows
+
+
+def _batch_of(record: dict) -> dict[int, dict]:
+    """Repetition index -> its batch, round and position in the RUN (records with sampling; else empty)."""
+    sampling_ = record.get("sampling") or {}
+    meta = {b["batch"]: b for b in sampling_.get("batches", [])}
+    return {i: {"batch": k, "round": meta.get(k, {}).get("round"), "position": meta.get(k, {}).get("position")}
+            for i, k in enumerate(sampling_.get("repetition_batch", []))}
 
 
 def generation_rate(rep: dict) -> float:
     """Generation tokens/s of one repetition: (generated - 1) / decode time; NaN without decode time."""
-    return (rep["generated_tokens"] - 1) / rep["decode_s"] if rep["decode_s"] > 0 else np.nan
-
-
-def _percentile(values: np.ndarray, q: float) -> float:
-    return float(np.percentile(values, q)) if values.size else np.nan
+    return (rep["generated_tokens"] - 1) / rep["decode_s"] if rep["decode_s"] > 0 else NAN
 
 
 def _keys(record: dict) -> dict:
@@ -65,13 +84,9 @@ def _keys(record: dict) -> dict:
             "threads": cell["threads"], "workload": cell["workload"]["name"]}
 
 
-def summarise(values: pd.Series) -> dict:
-    """median, p90, standard deviation (sample), min, max and n of a series (NaNs dropped)."""
-    values = values.dropna().astype(float)
-    if values.empty:
-        return {s: (0 if s == "n" else np.nan) for s in STATS}
-    return {"median": values.median(), "p90": values.quantile(0.9), "std": values.std(ddof=1) if len(values) > 1
-            else np.nan, "min": values.min(), "max": values.max(), "n": int(len(values))}
+def summarise(values) -> dict:
+    """median, p90, standard deviation (sample), min, max and n of a series or list (NaNs dropped)."""
+    return stats.summary([float(v) for v in values if v is not None])
 
 
 def cells(records: list[dict], frequency: dict) -> pd.DataFrame:
@@ -80,38 +95,57 @@ def cells(records: list[dict], frequency: dict) -> pd.DataFrame:
     ``frequency`` is the host's {'ghz', 'source'} (or ghz None with a reason); per-GHz
     figures and cycles per token are null when it is unknown, never guessed.
     """
-    reps = repetitions(records)
-    rows = []
+    return tables(records, frequency)[0]
+
+
+def tables(records: list[dict], frequency: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The CELL TABLE and the repetition TABLE together, each repetition computed once."""
+    import pandas as pd
+    found = agreement(records)
+    rows, all_reps = [], []
     for record in records:
         row = {**_keys(record), "status": record["status"], "reason": record["reason"],
                "test_double": record["test_double"], "cpus": record["placement"]["cpus"],
                "engine_version": record["provenance"]["engine_version"],
                "model_sha256": record["provenance"]["model"]["sha256"],
                "image_id": record["provenance"]["image"]["id"]}
-        mine = reps[reps["cell_id"] == record["cell_id"]]
+        mine = _repetition_rows(record)
+        all_reps += mine
         for metric in REPETITION_METRICS:
-            for stat, value in summarise(mine[metric]).items():
+            for stat, value in stats.summary([r[metric] for r in mine]).items():
                 row[f"{metric}_{stat}"] = value
+        row.update(certainty.columns([r["gen_tps"] for r in mine]))  # CV and interval of the median
+        row.update(sampling.columns(record))
         outside = record["outside"]
         peak = outside["peak_memory_bytes"]
-        cell_values = {"peak_memory_mib": peak / 2**20 if peak is not None else np.nan,
-                       "cpu_seconds": outside["cpu_seconds"] if outside["cpu_seconds"] is not None else np.nan}
+        cell_values = {"peak_memory_mib": peak / 2**20 if peak is not None else NAN,
+                       "cpu_seconds": float(outside["cpu_seconds"]) if outside["cpu_seconds"] is not None else NAN}
         for metric in CELL_METRICS:
-            for stat, value in summarise(pd.Series([cell_values[metric]])).items():
+            for stat, value in stats.summary([cell_values[metric]]).items():
                 row[f"{metric}_{stat}"] = value
         result = record.get("result") or {}
-        row["load_time_s"] = result.get("load_time_s", np.nan) if record["status"] == "ok" else np.nan
+        row["load_time_s"] = result.get("load_time_s", NAN) if record["status"] == "ok" else NAN
         rss = result.get("peak_rss_bytes") if record["status"] == "ok" else None
-        row["peak_rss_mib"] = rss / 2**20 if rss is not None else np.nan
-        row["threads_used"] = result.get("threads", {}).get("used") if result else None
-        row.update(normalise(row["gen_tps_median"], record["cell"]["threads"], frequency))
+        row["peak_rss_mib"] = rss / 2**20 if rss is not None else NAN
+        row["threads_used"] = threads_used(record)
+        measured = (record.get("sampling") or {}).get("frequency")  # sampled on the CELL's CPUs while it ran
+        row.update(normalise(row["gen_tps_median"], record["cell"]["threads"],
+                             measured if measured and measured.get("ghz") else frequency))
         row["engine_options"] = json.dumps(record["cell"]["engine_options"], sort_keys=True)
+        mine_agreement = found.get(record["cell_id"], {})
+        for column in AGREEMENT_COLUMNS:
+            row[column] = mine_agreement.get(column)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    agreement_rows = agreement(records)
-    for column in ("agreement_reference", "agreement_tokens", "agreement_of", "agreement", "token_ids_stable"):
-        table[column] = [agreement_rows.get(r["cell_id"], {}).get(column) for r in records]
-    return table
+    return pd.DataFrame(rows), pd.DataFrame(all_reps, columns=REPETITION_COLUMNS)
+
+
+def threads_used(record: dict) -> int | None:
+    """The threads a CELL ran with: the orchestrator's verdict when the record has one, else the runner's."""
+    verdict = record.get("threads")
+    if isinstance(verdict, dict) and "used" in verdict:
+        return verdict["used"]
+    result = record.get("result")
+    return result.get("threads", {}).get("used") if result else None
 
 
 def _token_ids(record: dict) -> list[int] | None:
@@ -131,7 +165,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def agreement(records: list[dict]) -> dict[str, dict]:
-    """Greedy-token agreement of every ok CELL with its reference (pure).
+    """Greedy-token agreement of every ok CELL with its reference (pure, linear in the records).
 
     F32 CELLs (gguf-f32, safetensors, onnx) are compared with the first F32 llama.cpp CELL
     of the same model and workload (else the first F32 CELL): they must share at least
@@ -140,26 +174,29 @@ def agreement(records: list[dict]) -> dict[str, dict]:
     any engine; their length of agreement is reported ('info').
     """
     ok = [r for r in records if r["status"] == "ok"]
-
-    def group(r):
-        return r["cell"]["model"], json.dumps(r["cell"]["workload"], sort_keys=True)
-
-    def anchor(members):
-        full = [r for r in members if r["cell"]["format"] in FULL_PRECISION]
-        preferred = [r for r in full if r["cell"]["engine"] == "llama.cpp" and r["cell"]["format"] == "gguf-f32"]
-        return (preferred or full or [None])[0]
+    anchors: dict[tuple, dict] = {}  # group -> reference of its F32 CELLs
+    parents: dict[tuple, dict] = {}  # (group, engine or None) -> first gguf-f32 CELL
+    for record in ok:
+        cell = record["cell"]
+        key = _group(record)
+        if cell["format"] in FULL_PRECISION:
+            preferred = cell["engine"] == "llama.cpp" and cell["format"] == "gguf-f32"
+            current = anchors.get(key)
+            if current is None or (preferred and not current[1]):
+                anchors[key] = (record, preferred)
+        if cell["format"] == "gguf-f32":
+            parents.setdefault((key, cell["engine"]), record)
+            parents.setdefault((key, None), record)
 
     out = {}
     for record in ok:
         cell, ids = record["cell"], _token_ids(record)
-        members = [r for r in ok if group(r) == group(record)]
+        key = _group(record)
         if cell["format"] in FULL_PRECISION:
-            reference = anchor(members)
+            reference = anchors[key][0]
             reference = None if reference is record else reference
         else:
-            parents = [r for r in members if r["cell"]["format"] == "gguf-f32"]
-            own = [r for r in parents if r["cell"]["engine"] == cell["engine"]]
-            reference = (own or parents or [None])[0]
+            reference = parents.get((key, cell["engine"])) or parents.get((key, None))
         reps = record["result"]["repetitions"]
         row = {"token_ids_stable": all(rep["token_ids"] == ids for rep in reps), "agreement_of": len(ids)}
         if reference is None:
@@ -174,17 +211,22 @@ def agreement(records: list[dict]) -> dict[str, dict]:
     return out
 
 
+def _group(record: dict) -> tuple[str, str]:
+    """CELLs compared with each other: same model and workload."""
+    return record["cell"]["model"], json.dumps(record["cell"]["workload"], sort_keys=True)
+
+
 def normalise(gen_tps: float, threads: int, frequency: dict) -> dict:
     """Generation tokens/s per core, per GHz per core, and cycles per token (pure)."""
     ghz = frequency.get("ghz")
-    per_core = gen_tps / threads if gen_tps == gen_tps else np.nan
+    per_core = gen_tps / threads if gen_tps == gen_tps else NAN
     out = {"gen_tps_per_core": per_core, "frequency_ghz": ghz,
            "frequency_source": frequency.get("source") or f"unknown: {frequency.get('reason', 'not read')}"}
     if ghz:
         out["gen_tps_per_ghz_per_core"] = per_core / ghz
         # Cycles the cell's cores spent per generated token: cores x Hz / (tokens/s).
-        out["cycles_per_token"] = threads * ghz * 1e9 / gen_tps if gen_tps == gen_tps and gen_tps > 0 else np.nan
+        out["cycles_per_token"] = threads * ghz * 1e9 / gen_tps if gen_tps == gen_tps and gen_tps > 0 else NAN
     else:
-        out["gen_tps_per_ghz_per_core"] = np.nan
-        out["cycles_per_token"] = np.nan
+        out["gen_tps_per_ghz_per_core"] = NAN
+        out["cycles_per_token"] = NAN
     return out

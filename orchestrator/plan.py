@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from orchestrator.engines import ENGINES
+from orchestrator.errors import UsageError
 from orchestrator.matrix import Matrix, Workload
 
 
@@ -59,25 +60,92 @@ def matches(rule: dict, values: dict) -> bool:
 def expand(matrix: Matrix) -> tuple[Cell, ...]:
     """The PLAN: every CELL of the MATRIX, in MATRIX order, after include/exclude rules."""
     cells = []
+    # Each workload as plain data once, not once per CELL (asdict deep-copies): plan of 10,000 CELLs < 1 s.
+    workloads = [(workload, asdict(workload)) for workload in matrix.workloads]
     for engine in matrix.engines:
         readable = ENGINES[engine.name].formats
+        options = json.loads(engine.options_json)
         for model in matrix.models:
             for fmt in model.formats:
                 if fmt not in readable:
                     continue
                 for threads in matrix.threads:
-                    for workload in matrix.workloads:
+                    for workload, workload_data in workloads:
                         values = {"engine": engine.name, "model": model.id, "format": fmt,
                                   "threads": threads, "workload": workload.name}
                         if matrix.include and not any(matches(r, values) for r in matrix.include):
                             continue
                         if any(matches(r, values) for r in matrix.exclude):
                             continue
-                        cell = Cell("", engine.name, engine.options_json, model.id, fmt, threads, workload)
-                        cells.append(replace(cell, cell_id=cell_id(cell.coordinates())))
+                        # The same dict as Cell.coordinates(), built without a Cell (tests/unit/test_plan.py).
+                        coordinates = {"engine": engine.name, "engine_options": options, "model": model.id,
+                                       "format": fmt, "threads": threads, "workload": workload_data}
+                        cells.append(Cell(cell_id(coordinates), engine.name, engine.options_json, model.id, fmt,
+                                          threads, workload))
     return tuple(cells)
 
 
 def to_json(cell: Cell) -> dict:
     """A cell as plain data for `orchestrate plan --json` and run.json."""
     return {"cell_id": cell.cell_id, **cell.coordinates()}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One of ``count`` parts of a PLAN, numbered from 1 (``--shard 2/3``)."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``"i/N"`` -> Shard(i, N), with 1 <= i <= N."""
+    index, slash, count = text.partition("/")
+    if not slash or not index.strip().isdigit() or not count.strip().isdigit():
+        raise UsageError(f"--shard {text!r} must be I/N, for example 1/2")
+    shard = Shard(int(index), int(count))
+    if not 1 <= shard.index <= shard.count:
+        raise UsageError(f"--shard {text!r}: I must be between 1 and N")
+    return shard
+
+
+def split(cells: tuple[Cell, ...], count: int) -> tuple[tuple[Cell, ...], ...]:
+    """The PLAN in ``count`` stable, balanced shards: contiguous runs of PLAN order.
+
+    PLAN order depends only on the MATRIX, so every machine computes the same split;
+    every CELL lands in exactly one shard and shard sizes differ by at most one.
+    Contiguous runs keep an engine's CELLs together, so a shard builds fewer IMAGEs.
+    """
+    if count < 1:
+        raise UsageError(f"--shards must be at least 1, not {count}")
+    if count > len(cells):
+        raise UsageError(f"--shards {count}: the PLAN has only {len(cells)} cell(s), so some shards would be empty")
+    bounds = [len(cells) * k // count for k in range(count + 1)]
+    return tuple(cells[bounds[k]:bounds[k + 1]] for k in range(count))
+
+
+def select(cells: tuple[Cell, ...], shard: Shard) -> tuple[Cell, ...]:
+    """The CELLs of one shard of the PLAN."""
+    return split(cells, shard.count)[shard.index - 1]
+
+
+def shards_json(cells: tuple[Cell, ...], count: int) -> dict:
+    """Every shard with its CELL ids, for `orchestrate plan --shards N --json`."""
+    parts = split(cells, count)
+    return {"cells": len(cells), "shard_count": count,
+            "shards": [{"shard": str(Shard(k, count)), "cell_ids": [c.cell_id for c in part]}
+                       for k, part in enumerate(parts, 1)]}
+
+
+def github_matrix(cells: tuple[Cell, ...], count: int) -> dict:
+    """A GitHub Actions ``strategy.matrix`` fragment: ``{"shard": ["1/N", ..., "N/N"]}``."""
+    split(cells, count)  # refuses a count that leaves a shard empty
+    return {"shard": [str(Shard(k, count)) for k in range(1, count + 1)]}
+
+
+def shard_record(shard: Shard, plan_cells: tuple[Cell, ...], cells: tuple[Cell, ...]) -> dict:
+    """What run.json says about the shard a RUN ran."""
+    return {"index": shard.index, "count": shard.count, "cells": len(cells), "plan_cells": len(plan_cells)}

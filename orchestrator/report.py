@@ -1,20 +1,23 @@
-"""Write a RUN's TABLEs: exporters are pure DataFrame -> text functions, one per format."""
+"""Write a RUN's TABLEs and its report.html: exporters are pure DataFrame -> text functions, one per format.
+
+pandas, the RESULT reader and the HTML page are imported where used, so that the command
+line can name the formats (``EXPORTERS``) without loading them.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from orchestrator import merge
-from orchestrator.results import read_run
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The per-CELL columns shown in the Markdown TABLE (CSV and JSON carry every column).
 SUMMARY_COLUMNS = {
     "engine": "engine", "model": "model", "format": "format", "threads": "threads", "workload": "workload",
     "status": "status", "prompt_tps_median": "prompt tok/s", "gen_tps_median": "gen tok/s",
-    "gen_tps_std": "gen sd", "gen_tps_n": "n", "ttft_ms_median": "TTFT ms", "itl_p50_ms_median": "ITL p50 ms",
+    "gen_tps_std": "gen sd", "gen_tps_n": "n", "gen_tps_cv": "gen CV", "gen_tps_ci_low": "gen CI low",
+    "gen_tps_ci_high": "gen CI high", "noise_flags": "noise", "ttft_ms_median": "TTFT ms", "itl_p50_ms_median": "ITL p50 ms",
     "itl_p95_ms_median": "ITL p95 ms", "itl_p99_ms_median": "ITL p99 ms", "peak_memory_mib_median": "cgroup peak MiB", "peak_rss_mib": "peak RSS MiB",
     "cpu_seconds_median": "CPU s", "gen_tps_per_core": "gen tok/s/core",
     "gen_tps_per_ghz_per_core": "gen tok/s/GHz/core", "cycles_per_token": "cycles/token",
@@ -26,14 +29,18 @@ def to_csv(frame: pd.DataFrame) -> str:
 
 
 def to_json(frame: pd.DataFrame) -> str:
-    records = json.loads(frame.to_json(orient="records", double_precision=6))
-    return json.dumps(records, indent=2) + "\n"
+    """Records as a JSON array, numbers to 6 decimal places, missing values as null (pandas' C writer)."""
+    if frame.empty:
+        return "[]\n"
+    # pandas writes "/" as "\\/" (valid JSON, hard to read); it never writes a bare "/", so this is exact.
+    return frame.to_json(orient="records", double_precision=6, indent=2).replace("\\/", "/") + "\n"
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(no rows)\n"
-    columns = [c for c in SUMMARY_COLUMNS if c in frame.columns] or list(frame.columns)
+    # The CELL TABLE shows its summary columns; other frames (repetitions) every column.
+    columns = [c for c in SUMMARY_COLUMNS if c in frame.columns] if "status" in frame.columns else list(frame.columns)
     shown = frame[columns].rename(columns=SUMMARY_COLUMNS).copy()
     if "test_double" in frame.columns:
         shown["engine"] = [f"{e} (TEST DOUBLE)" if t else e for e, t in zip(frame["engine"], frame["test_double"])]
@@ -41,8 +48,18 @@ def to_markdown(frame: pd.DataFrame) -> str:
         shown.insert(1, "options", [o if o != "{}" else "" for o in frame["engine_options"]])
     if "agreement" in frame.columns:
         shown.insert(shown.columns.get_loc("status") + 1, "agree", [agree_text(r) for r in frame.itertuples()])
-    shown = shown.astype(object).where(shown.notna(), None)  # empty cells print as '-', not 'nan'
-    return shown.to_markdown(index=False, floatfmt=".4g", missingval="-") + "\n"
+    return markdown(shown)  # empty cells print as '-', not 'nan'
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown pipe table (floats .4g, missing as '-'), tabulate's text in linear time."""
+    from orchestrator.mdtable import pipe_table
+
+    columns = [[None if type(v) is float and v != v else v for v in frame[c].tolist()] for c in frame.columns]
+    text = pipe_table([str(c) for c in frame.columns], columns)
+    if text is None:
+        text = frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="-")
+    return text + "\n"
 
 
 def agree_text(row) -> str:
@@ -60,7 +77,7 @@ def agree_text(row) -> str:
 EXPORTERS = {"csv": to_csv, "md": to_markdown, "json": to_json}
 
 
-def markdown_page(run: dict, table: pd.DataFrame) -> str:
+def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = None) -> str:
     """The Markdown TABLE with a header saying what, where and how it was measured."""
     host = run["host"]
     freq = host["frequency"]
@@ -93,24 +110,58 @@ def markdown_page(run: dict, table: pd.DataFrame) -> str:
             lines += [f"- `{r.cell_id}` {r.engine} {r.model}/{r.format} t{r.threads}: {int(r.agreement_tokens)} of "
                       f"{int(r.agreement_of)} tokens agree with `{r.agreement_reference}`" for r in disagree.itertuples()]
             lines.append("")
+    from orchestrator import quality
+
+    lines += _certainty_lines(table)
+    lines += quality.markdown(continuations or [])
     notes = table[table["test_double"]] if not table.empty else table
     if not notes.empty:
         lines += ["Rows marked TEST DOUBLE come from the pipeline-test engine: they measure no inference engine.", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write(run_dir: Path) -> dict[str, Path]:
-    """(Re)generate every TABLE of a RUN from its stored, validated records."""
-    run, records = read_run(run_dir)
-    table = merge.cells(records, run["host"]["frequency"])
-    reps = merge.repetitions(records)
+def _certainty_lines(table: pd.DataFrame) -> list[str]:
+    """The TABLE's note on its intervals, and a warning with what to do for each uncertain or noisy CELL."""
+    from orchestrator import certainty, noise
+
+    if table.empty or "gen_tps_cv" not in table.columns:
+        return []
+    lines = ["gen CI low/high: 95 % confidence interval of the median gen tok/s from order statistics (exact "
+             "binomial, no resampling); gen CV: standard deviation / mean over the repetitions. `noise` names the "
+             f"guards a CELL tripped: steal > {noise.STEAL_LIMIT:.0%} or other processes > {noise.OTHER_LIMIT:.0%} "
+             "of its cores' time, any swap-in, any thermal throttling.", ""]
+    found = []
+    for row in table[table["status"] == "ok"].to_dict("records"):
+        label = f"`{row['cell_id']}` {row['engine']} {row['model']}/{row['format']} t{row['threads']}"
+        found += [f"- {label}: {text}" for text in certainty.warnings(row)]
+        if isinstance(row.get("noise_flags"), str):
+            found.append(f"- {label}: noise guards tripped ({row['noise_flags']}): rerun it on a quieter host or on "
+                         "isolated cores (placement.cpus), and compare with care")
+    return lines + (["## Cells whose figures are uncertain", "", *found, ""] if found else [])
+
+
+def write(run_dir: Path, broken: list | None = None) -> dict[str, Path]:
+    """(Re)generate every TABLE and report.html of a RUN from its stored, validated records.
+
+    With a ``broken`` list, records that cannot be read are listed there and left out of
+    the TABLEs instead of stopping the report (results.read_run).
+    """
+    from orchestrator import htmlreport, merge, quality
+    from orchestrator.results import read_run
+
+    run, records = read_run(run_dir, broken)
+    table, reps = merge.tables(records, run["host"]["frequency"])
     out = Path(run_dir) / "tables"
     out.mkdir(exist_ok=True)
     written = {}
     for name, frame in (("cells", table), ("repetitions", reps)):
         for fmt, exporter in EXPORTERS.items():
             path = out / f"{name}.{fmt}"
-            text = markdown_page(run, frame) if (name, fmt) == ("cells", "md") else exporter(frame)
+            text = (markdown_page(run, frame, quality.reference_continuations(records)) if (name, fmt) == ("cells", "md")
+                    else exporter(frame))
             path.write_text(text)
             written[f"{name}.{fmt}"] = path
+    page = Path(run_dir) / "report.html"
+    page.write_text(htmlreport.page(run, records, table, broken or []))
+    written["report.html"] = page
     return written

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import schemas
+from orchestrator import bounds, safefile, schemas, threadcount
 from orchestrator.errors import ResultError
+from orchestrator.signals import describe_exit
 
 
 class CellStatus(enum.Enum):
@@ -20,6 +23,43 @@ class CellStatus(enum.Enum):
     TIMEOUT = "timeout"
     CRASHED = "crashed"
     INVALID = "invalid"
+    # Not run: the engine's IMAGE cannot be built, or cannot run on this host (its smoke run failed).
+    UNAVAILABLE = "unavailable"
+
+
+# What is read from a CELL's output folder and quoted back. The full log stays in the
+# cell's runner.log; reasons, log tails and the terminal get at most these.
+MAX_RESULT_BYTES = 32 * 2**20  # result.json (bounds.MAX_TOKEN_REPETITIONS keeps a real one under 15 MiB)
+MAX_RECORD_BYTES = 64 * 2**20  # record.json and run.json when read back (a record holds one RESULT)
+MAX_REASON_CHARS = 1000
+LOG_TAIL_LINES = 20
+MAX_LOG_LINE_CHARS = 300
+MAX_VERSION_CHARS = 200  # engine.version goes into every TABLE row
+# Plausibility: no CPU engine decodes a token in under a microsecond (the fastest CELL in
+# docs/results-2026-11-26.md took 0.42 ms per token), and no forward pass is faster.
+MIN_SECONDS_PER_TOKEN = 1e-6
+# decode_s is defined as the sum of the inter-token latencies; allow float rounding and
+# runners that time the two with separate clock reads.
+DECODE_SUM_TOLERANCE = (1e-6, 1e-3)  # (absolute seconds, relative)
+TTFT_TOLERANCE_S = 1e-9  # the first token is known only after the prompt's forward pass
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A CELL record that could not be read back: which cell, where, and why."""
+
+    cell_id: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def quote_log(log: str) -> str:
+    """The tail of a runner's log as quoted in a record: the last lines, each cut to a bounded length."""
+    lines = log.splitlines()[-LOG_TAIL_LINES:]
+    return "\n".join(safefile.quote(line, MAX_LOG_LINE_CHARS) for line in lines)
 
 
 def write_json_atomic(path: Path, document) -> None:
@@ -28,7 +68,7 @@ def write_json_atomic(path: Path, document) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=False)
+            json.dump(document, handle, indent=2, sort_keys=False, allow_nan=False)  # strict JSON only
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -47,10 +87,9 @@ def consistency_problems(job: dict, result: dict) -> list[str]:
         problems.append(f"result is for cell {result['cell_id']}, not {job['cell_id']}")
     if len(result["repetitions"]) != job["repetitions"]:
         problems.append(f"{len(result['repetitions'])} repetitions reported, {job['repetitions']} asked for")
-    threads = result["threads"]
-    if threads["used"] != job["threads"]:
-        problems.append(f"the engine ran with {threads['used']} threads ({threads['how']}), "
-                        f"the cell asked for {job['threads']}")
+    threads_problem = threadcount.from_result(job["threads"], result).problem()
+    if threads_problem:
+        problems.append(threads_problem)
     for rep in result["repetitions"]:
         where = f"repetition {rep['index']}"
         if rep["generated_tokens"] != workload["gen_tokens"] or len(rep["token_ids"]) != workload["gen_tokens"]:
@@ -64,28 +103,82 @@ def consistency_problems(job: dict, result: dict) -> list[str]:
     return problems
 
 
+def plausibility_problems(result: dict) -> list[str]:
+    """Numbers a schema-valid RESULT cannot have measured (pure; tolerances above)."""
+    problems = []
+    version = result["engine"]["version"]
+    if len(version) > MAX_VERSION_CHARS:
+        problems.append(f"engine.version is {len(version)} characters long (at most {MAX_VERSION_CHARS})")
+    times = [("load_time_s", result["load_time_s"])]
+    for rep in result["repetitions"]:
+        times += [(f"repetition {rep['index']}: {k}", rep[k]) for k in ("prefill_s", "decode_s", "ttft_s")]
+        times += [(f"repetition {rep['index']}: an inter-token latency", max(rep["inter_token_latencies_s"],
+                                                                              default=0))]
+    longest = [(what, t) for what, t in times if not math.isfinite(t) or t > bounds.MAX_TIMEOUT_S]
+    if longest:
+        return problems + [f"{what} is {t} s, longer than any cell may run ({bounds.MAX_TIMEOUT_S} s)"
+                           for what, t in longest[:3]]
+    absolute, relative = DECODE_SUM_TOLERANCE
+    for rep in result["repetitions"]:
+        where, steps = f"repetition {rep['index']}", rep["generated_tokens"] - 1
+        if rep["prefill_s"] < MIN_SECONDS_PER_TOKEN:
+            problems.append(f"{where}: prefill_s {rep['prefill_s']:g} s is shorter than any forward pass "
+                            f"(at least {MIN_SECONDS_PER_TOKEN:g} s)")
+        if steps > 0 and rep["decode_s"] < steps * MIN_SECONDS_PER_TOKEN:
+            problems.append(f"{where}: decode_s {rep['decode_s']:g} s for {steps} tokens is under "
+                            f"{MIN_SECONDS_PER_TOKEN:g} s per token: no CPU engine decodes that fast")
+        total = math.fsum(rep["inter_token_latencies_s"])
+        if abs(rep["decode_s"] - total) > max(absolute, relative * rep["decode_s"]):
+            problems.append(f"{where}: decode_s {rep['decode_s']:g} s is not the sum of its inter-token latencies "
+                            f"({total:g} s; tolerance {absolute:g} s or {relative:.1%})")
+        if rep["ttft_s"] < rep["prefill_s"] - TTFT_TOLERANCE_S:
+            problems.append(f"{where}: ttft_s {rep['ttft_s']:g} s is shorter than prefill_s {rep['prefill_s']:g} s: "
+                            "the first token cannot be known before the prompt is processed")
+    return problems
+
+
 def judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, log_tail: str,
           result_path: Path) -> tuple[CellStatus, str | None, dict | None]:
-    """The CELL's status, the reason when not ok, and its RESULT when valid (reads one file)."""
-    last = " | ".join(line for line in log_tail.strip().splitlines()[-3:])
+    """The CELL's status, the reason when not ok (at most MAX_REASON_CHARS), and its RESULT when valid.
+
+    Never raises: whatever the runner left behind ends as a status with a short reason.
+    """
+    try:
+        status, reason, result = _judge(job, exit_code, oom_killed, timed_out, log_tail, Path(result_path))
+    except Exception as exc:  # a RESULT the checks below did not foresee must not stop the RUN
+        status, reason, result = (CellStatus.INVALID, f"the orchestrator could not judge this cell's output: "
+                                  f"{type(exc).__name__}: {exc}", None)
+    return status, (safefile.quote(reason, MAX_REASON_CHARS) if reason is not None else None), result
+
+
+def _judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, log_tail: str,
+           result_path: Path) -> tuple[CellStatus, str | None, dict | None]:
+    last = " | ".join(safefile.quote(line, MAX_LOG_LINE_CHARS) for line in log_tail.strip().splitlines()[-3:])
     if timed_out:
         return CellStatus.TIMEOUT, "the cell ran past its timeout and was killed", None
     if oom_killed:
         return CellStatus.OOM, "killed by the kernel's OOM killer at the cell's memory limit", None
     if exit_code is None:
-        return CellStatus.CRASHED, log_tail.strip() or "the container did not run", None
+        return CellStatus.CRASHED, quote_log(log_tail.strip()) or "the container did not run", None
     if exit_code != 0:
-        return CellStatus.CRASHED, f"the runner exited with status {exit_code}" + (f": {last}" if last else ""), None
-    if not result_path.is_file():
+        return CellStatus.CRASHED, describe_exit(exit_code) + (f"; last lines: {last}" if last else ""), None
+    if not os.path.lexists(result_path):
         return CellStatus.INVALID, "the runner exited 0 but wrote no result.json", None
-    try:
-        result = json.loads(result_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        return CellStatus.INVALID, f"result.json is not readable JSON: {exc}", None
+    try:  # never followed out of the output folder; bounded
+        raw = safefile.read_regular(result_path, MAX_RESULT_BYTES, contained=True)
+    except safefile.Refused as exc:
+        return CellStatus.INVALID, f"result.json refused: {exc.detail}", None
+    try:  # strict JSON within stated limits
+        result = safefile.parse_json(raw, "result.json")
+    except safefile.Refused as exc:
+        return CellStatus.INVALID, f"result.json is not readable JSON: {exc.detail}", None
     found = schemas.problems("result", result)
     if found:
-        detail = "; ".join(f"{p or '(top level)'}: {m}" for p, m in found[:5])
+        detail = "; ".join(f"{p or '(top level)'}: {safefile.quote(m)}" for p, m in found[:5])
         return CellStatus.INVALID, f"result.json fails schemas/result.schema.json: {detail}", None
+    implausible = plausibility_problems(result)
+    if implausible:
+        return CellStatus.INVALID, "implausible result: " + "; ".join(implausible[:5]), None
     problems = consistency_problems(job, result)
     if problems:
         return CellStatus.INVALID, "; ".join(problems), result
@@ -98,26 +191,52 @@ def write_record(path: Path, record: dict) -> None:
     write_json_atomic(path, record)
 
 
-def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
-    """run.json and every CELL record of a RUN folder, each validated when read."""
+def read_run(run_dir: Path, broken: list[Broken] | None = None) -> tuple[dict, list[dict]]:
+    """run.json and every CELL record of a RUN folder, each validated when read.
+
+    A record that cannot be read back raises ResultError; with a ``broken`` list it is
+    appended there instead and the other records are still returned.
+    """
     run_dir = Path(run_dir)
-    run_file = run_dir / "run.json"
-    if not run_file.is_file():
-        raise ResultError(f"{run_dir} is not a RUN folder: it has no run.json")
-    try:
-        run = json.loads(run_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ResultError(f"{run_file} is not valid JSON: {exc}") from None
-    schemas.check("run", run, str(run_file))
+    run = read_run_file(run_dir)
     records = []
     for cell_id in run["plan_order"]:
         path = run_dir / "cells" / cell_id / "record.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             continue  # the RUN stopped before this cell
         try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ResultError(f"{path} is not valid JSON: {exc}") from None
-        schemas.check("record", record, str(path))
-        records.append(record)
+            records.append(read_record(path))
+        except ResultError as exc:
+            if broken is None:
+                raise
+            broken.append(Broken(cell_id, str(path), safefile.quote(str(exc).removeprefix(f"{path}: "),
+                                                                    MAX_REASON_CHARS)))
     return run, records
+
+
+def read_run_file(run_dir: Path) -> dict:
+    """A RUN folder's run.json, read like a RESULT (bounded, strict, no links) and validated; ResultError if not."""
+    run_file = Path(run_dir) / "run.json"
+    if not os.path.lexists(run_file):
+        raise ResultError(f"{run_dir} is not a RUN folder: it has no run.json")
+    try:
+        run = safefile.parse_json(safefile.read_regular(run_file, MAX_RECORD_BYTES, contained=True), str(run_file))
+    except safefile.Refused as exc:
+        raise ResultError(f"{run_file} cannot be read: {exc.detail}") from None
+    schemas.check("run", run, str(run_file))
+    return run
+
+
+def read_record(path: Path) -> dict:
+    """One CELL record, read like a RESULT (bounded, strict, no links) and validated; ResultError says why not.
+
+    Plausibility is judged once, when the CELL ends (judge); a record is not re-judged here.
+    """
+    try:
+        record = safefile.parse_json(safefile.read_regular(path, MAX_RECORD_BYTES, contained=True), str(path))
+    except safefile.Refused as exc:
+        raise ResultError(f"{path}: {exc.detail}") from None
+    schemas.check("record", record, str(path))
+    if record["status"] == "ok" and record["result"] is None:
+        raise ResultError(f"{path}: status ok but it holds no RESULT")
+    return record

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import math
+import os
+import shutil
 import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from orchestrator import __version__, cpuset, execute, images, merge, models, plan, report, sysinfo
+from orchestrator import __version__, ci, cpuset, execute, images, locks, models, plan, report, resume, rounds, \
+    sampling, smoke, sysinfo
 from orchestrator.dockerapi import Docker
 from orchestrator.engines import ENGINES
-from orchestrator.errors import PlacementError, UsageError
+from orchestrator.errors import ImageBuildError, PlacementError, ResultError, UsageError
 from orchestrator.matrix import Matrix
+from orchestrator.progress import events_for
+from orchestrator.record import CellSettings
 from orchestrator.results import CellStatus, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,47 +42,67 @@ def git_commit() -> tuple[str | None, bool | None]:
         return None, None
 
 
-def place(cells: tuple[plan.Cell, ...], matrix: Matrix, topology) -> dict[str, cpuset.Assignment]:
-    """Cores for every CELL, decided before anything runs so a bad thread count fails early."""
-    placements = {}
-    for cell in cells:
-        try:
-            placements[cell.cell_id] = cpuset.assign(cell.threads, topology, matrix.placement.policy,
-                                                     matrix.placement.cpus)
-        except PlacementError as exc:
-            raise PlacementError(f"cell {cell.cell_id} ({cell.label()}): {exc}") from None
-    return placements
+# place() lives in cpuset (pure, no Docker): `orchestrate validate` uses it without loading this module.
+place = cpuset.place
 
 
-def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], None] = print) -> Path:
-    """Run every CELL of the MATRIX; return the RUN folder. Failed cells are recorded, not raised."""
-    cells = plan.expand(matrix)
+def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], None] = print,
+                shard: plan.Shard | None = None, reproduces: dict | None = None, resume_run: dict | None = None) -> Path:
+    """Run every CELL of the MATRIX; return the RUN folder. Failed cells are recorded, not raised.
+
+    ``progress`` is a callable for plain lines or an ``orchestrator.progress.Events`` (the live view).
+    ``reproduces`` (from `orchestrate reproduce`) names the bundle this RUN repeats; run.json keeps it.
+    ``resume_run`` (run.json of a RUN to finish, from resume.load) runs in that RUN's folder what is not done.
+    """
+    progress = events_for(progress)
+    plan_cells = plan.expand(matrix)
+    cells = plan.select(plan_cells, shard) if shard else plan_cells  # a shard: its part of the PLAN
     if not cells:
         raise UsageError(f"{matrix.source}: the include/exclude rules leave no cell to run")
     topology = sysinfo.topology()
     placements = place(cells, matrix, topology)
     docker = Docker()
     docker_info = docker.info()
-    run_id = new_run_id(cells)
+    if resume_run is not None:  # what a killed session left (a container would block its CELL's name)
+        resume.clear_leftovers(docker, docker_info, resume_run["run_id"], progress)
+    run_id = resume_run["run_id"] if resume_run else new_run_id(cells)
     run_dir = Path(results_root).resolve() / run_id  # absolute: it is bind-mounted
-    run_dir.mkdir(parents=True, exist_ok=False)  # a finished RUN is never overwritten
+    run_dir.mkdir(parents=True, exist_ok=resume_run is not None)  # a new RUN never overwrites an old one
+    owner = locks.RunOwner(run_dir)  # held until the RUN ends: a RUN still "running" without it was killed
     logs_dir = run_dir / "logs"
-    progress(f"RUN {run_id}: {len(cells)} cells -> {run_dir}")
+    progress.run_started(run_id, len(cells), run_dir)
     host = sysinfo.snapshot(docker_info)
     commit, dirty = git_commit()
     record = {
         "schema_version": 1, "run_id": run_id, "status": "running",
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished_at": None,
         "orchestrator": {"version": __version__, "git_commit": commit, "git_dirty": dirty},
-        "matrix": {"path": matrix.source, "text": matrix.raw, "expanded": [plan.to_json(c) for c in cells]},
+        "matrix": {"path": matrix.source, "text": matrix.raw, "expanded": [plan.to_json(c) for c in plan_cells]},
+        "shard": plan.shard_record(shard, plan_cells, cells) if shard else None, "ci": ci.context(os.environ),
         "plan_order": [c.cell_id for c in cells], "images": {}, "models": {}, "host": host, "counts": {},
         "error": None,
     }
+    if reproduces is not None:
+        record["reproduces"] = reproduces
+    if resume_run is not None:
+        record = resume.carry_over(resume_run, record)
+    seed, seed_source = resume.seed_of(matrix, resume_run)
+    policy = sampling.Sampling.from_matrix(matrix, seed)
+    record["sampling"] = {**policy.to_json(), "seed_source": seed_source}
+    session = resume.new_session(record, resumed=resume_run is not None)
     write_json_atomic(run_dir / "run.json", record)
     try:
-        built = {}
+        built, unbuilt = {}, {}
         for engine in dict.fromkeys(c.engine for c in cells):
-            image = images.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress)
+            progress.stage(f"IMAGE {ENGINES[engine].image_dir}")
+            try:
+                image = images.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress)
+            except ImageBuildError as exc:  # this engine's CELLs end unavailable with the reason; the rest run
+                built[engine], unbuilt[engine] = images.unavailable(ENGINES[engine].image_dir), str(exc)
+                progress.stage_done(f"cannot be built here; its CELLs will be unavailable: {exc}")
+                record["images"][engine] = {"tag": built[engine].tag, "id": "", "error": str(exc)}
+                continue
+            progress.stage_done(f"{image.tag}, {'built' if image.rebuilt else 'up to date'}")
             built[engine] = image
             record["images"][engine] = {"tag": image.tag, "id": image.id, "base": image.base, "base_id": image.base_id,
                                         "labels": image.labels, "build_log": image.log_path, "rebuilt": image.rebuilt}
@@ -87,22 +111,49 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
         for cell in cells:
             wanted.setdefault(cell.model, []).append(cell.format)
         for model_id, formats in wanted.items():
-            for fmt, item in models.prepare(docker, model_id, list(dict.fromkeys(formats)), logs_dir, progress).items():
+            progress.stage(f"model {model_id} ({', '.join(dict.fromkeys(formats))})")
+            made = models.prepare(docker, model_id, list(dict.fromkeys(formats)), logs_dir, progress)
+            progress.stage_done()
+            for fmt, item in made.items():
                 prepared[(model_id, fmt)] = item
                 record["models"][f"{model_id}/{fmt}"] = {"sha256": item.sha256, "size": item.size,
                                                          "path": str(item.folder / item.relpath)}
         write_json_atomic(run_dir / "run.json", record)
+        runnable = [c for c in cells if c.engine not in unbuilt] or cells[:1]
+        smoke_base = CellSettings(run_id, runnable[0], built[runnable[0].engine],
+                                  prepared[(runnable[0].model, runnable[0].format)],
+                                  cpuset.assign(1, topology, matrix.placement.policy, matrix.placement.cpus),
+                                  0, 1, matrix.memory_limit_bytes(), matrix.timeout_s, host["fingerprint"])
+        progress.stage("smoke test: one short CELL per engine x format")
+        smoked = smoke.check(lambda s, d: execute.run_cell(docker, docker_info, s, d), smoke_base,
+                             [c for c in cells if c.engine not in unbuilt], built,
+                             prepared, host, run_dir / "smoke", progress)
+        progress.stage_done()
+        record["smoke"] = [{"engine": o.engine, "format": o.format, "ok": o.ok, "reason": o.reason, "cached": o.cached,
+                            "folder": o.folder} for o in smoked.values()]
+        write_json_atomic(run_dir / "run.json", record)
+        def run_batch(cell: plan.Cell, repetitions: int, folder: Path) -> dict:
+            settings = CellSettings(run_id, cell, built[cell.engine], prepared[(cell.model, cell.format)],
+                                    placements[cell.cell_id], matrix.warmup, repetitions, matrix.memory_limit_bytes(),
+                                    matrix.timeout_s, host["fingerprint"], ENGINES[cell.engine].test_only)
+            if cell.engine in unbuilt:
+                return smoke.write_not_run(settings, folder, f"not run: the IMAGE cannot be built here: "
+                                                             f"{unbuilt[cell.engine]}")
+            outcome = smoked[(cell.engine, cell.format)]
+            if outcome.ok:
+                return execute.run_cell(docker, docker_info, settings, folder)
+            return smoke.write_not_run(settings, folder, smoke.blocked_reason(outcome, built[cell.engine].tag))
+
+        def batch_done(entry: dict) -> None:
+            session["batches"].append(entry)
+            owner.write_run(record)  # which batches ran in which session survives a kill -9
+
+        finals = rounds.run_cells(cells, policy, run_dir / "cells", session["session"], run_batch,
+                                  lambda c: cpuset.parse_cpulist(placements[c.cell_id].cpuset_cpus),
+                                  host["frequency"], progress, batch_done, session["rerun"])
         counts = {status.value: 0 for status in CellStatus}
-        for number, cell in enumerate(cells, 1):
-            placement = placements[cell.cell_id]
-            progress(f"[{number}/{len(cells)}] {cell.cell_id} {cell.label()} on CPUs {placement.cpuset_cpus} ...")
-            started = time.monotonic()
-            done = execute.run_cell(docker, docker_info, run_id, cell, built[cell.engine],
-                                    prepared[(cell.model, cell.format)], placement, run_dir / "cells" / cell.cell_id,
-                                    matrix.warmup, matrix.repetitions, matrix.memory_limit_bytes(), matrix.timeout_s,
-                                    host["fingerprint"])
+        for done in finals.values():
             counts[done["status"]] += 1
-            progress(f"    {done['status']} in {time.monotonic() - started:.1f}s" + _brief(done))
         record["counts"] = counts
         record["status"] = "finished"
     except KeyboardInterrupt:
@@ -112,18 +163,30 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
         raise
     except Exception as exc:
         record["status"] = "failed"
-        record["error"] = str(exc)
+        record["error"] = _disk_full(exc, run_dir) if locks.disk_full(exc) else str(exc)
+        if locks.disk_full(exc):
+            raise ResultError(record["error"]) from None
         raise
     finally:
-        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_json_atomic(run_dir / "run.json", record)
-        if any((run_dir / "cells").glob("*/record.json")):
-            report.write(run_dir)
+        record["finished_at"] = session["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            owner.write_run(record)  # uses the RUN's reserved space when the disk is full
+            if any((run_dir / "cells").glob("*/record.json")):
+                progress.stage("TABLEs and report.html")
+                report.write(run_dir)
+                progress.stage_done()
+        except OSError as exc:
+            if not locks.disk_full(exc):
+                raise
+            shutil.rmtree(run_dir / "tables", ignore_errors=True)  # perhaps half-written; `orchestrate report`
+            (run_dir / "report.html").unlink(missing_ok=True)  # remakes them once there is room
+            raise ResultError(_disk_full(exc, run_dir)) from None
+        finally:
+            owner.release()
     return run_dir
 
 
-def _brief(record: dict) -> str:
-    if record["status"] != "ok":
-        return f": {record['reason']}"
-    rates = sorted(r for r in map(merge.generation_rate, record["result"]["repetitions"]) if not math.isnan(r))
-    return f", median generation {rates[len(rates) // 2]:.1f} tok/s" if rates else ""
+def _disk_full(exc: OSError, run_dir: Path) -> str:
+    return (f"the results disk is full ({exc.filename or run_dir}: {exc.strerror}); the RUN stopped. Every record "
+            f"already in {run_dir} is complete (written atomically); free some space and run again")
+

@@ -40,23 +40,26 @@ def cmake_cache(build_dir):
 
 
 def ggml_cpu_flags(build_dir):
-    """Compiler flags the CPU backend's main file was built with (shows -march=... / -m... flags)."""
+    """Compiler arch flags of each CPU backend build (one per variant with GGML_CPU_ALL_VARIANTS)."""
     path = os.path.join(build_dir, "compile_commands.json")
     try:
         with open(path, encoding="utf-8") as fh:
             entries = json.load(fh)
     except OSError:
         return None
+    found = {}
     for entry in entries:
         if entry.get("file", "").endswith("ggml-cpu/ggml-cpu.c"):
             args = entry.get("arguments") or shlex.split(entry.get("command", ""))
-            return {
+            target = re.search(r"ggml-cpu(-[\w.]+)?\.dir", entry.get("output", "") + " " + " ".join(args))
+            variant = target.group(1)[1:] if target and target.group(1) else "single"
+            found[variant] = {
                 "file": "ggml/src/ggml-cpu/ggml-cpu.c",
                 "arch_flags": [a for a in args if a.startswith("-m")],
                 "optimization": [a for a in args if re.match(r"^-O", a)],
                 "definitions": sorted(a for a in args if a.startswith("-DGGML_USE") or a.startswith("-DGGML_AVX")),
             }
-    return None
+    return dict(sorted(found.items())) or None
 
 
 def build_host_cpu():
@@ -94,19 +97,21 @@ def main():
             "llama_cpp_cmake_version": env.get("LLAMA_CPP_CMAKE_VERSION"),
             "git_commit": "unknown (the sdist carries no git metadata; identify the source by sdist version + sha256)",
         },
-        "ggml_native": env.get("GGML_NATIVE"),
-        "ggml_native_note": ("ON compiles ggml with -march=native for the build machine's CPU: fast there, "
-                             "may not run (SIGILL) or may be slower on another CPU model"),
-        "cmake_flags": shlex.split(cmake_flags) + [f"-DGGML_NATIVE={env.get('GGML_NATIVE')}", "-DCMAKE_BUILD_TYPE=Release"],
-        "targets": ["llama-bench", "llama-quantize", "orchestrate-runner"],
+        "cpu_build": env.get("CPU_BUILD"),
+        "cpu_variants": env.get("CPU_VARIANTS", "").split() if env.get("CPU_BUILD") == "variants" else None,
+        "cpu_build_note": ("variants: ggml's CPU backend is built once per listed x86-64 feature level (all of "
+                           "upstream's ARM variants on arm64) and the best one the CPU supports is loaded at start "
+                           "(runtime dispatch); the same image runs on any CPU of its architecture. AMX is not "
+                           "built. native: -march=native for the build machine's CPU only (may SIGILL elsewhere)"),
+        "cmake_flags": shlex.split(cmake_flags) + ["-DCMAKE_BUILD_TYPE=Release"],
+        "targets": ["llama-bench", "llama-quantize", "llama-server", "orchestrate-runner"],
         "base_image": env.get("BASE_IMAGE"),
         "compiler": run(["c++", "--version"]).splitlines()[0],
         "c_compiler": run(["cc", "--version"]).splitlines()[0],
         "cmake": run(["cmake", "--version"]).splitlines()[0],
         "cmake_cache": cmake_cache(build_dir),
-        "cmake_cache_note": ("with GGML_NATIVE=ON the GGML_AVX*/FMA/F16C/BMI2/AMX options are not used: the "
-                             "instruction set comes from -march=native (see ggml_cpu_compile, and the runner's "
-                             "llama_print_system_info() for what the binary actually uses)"),
+        "cmake_cache_note": ("the instruction set of each CPU backend build is in ggml_cpu_compile; which "
+                             "variant ran, and its features, are in each result (engine.cpu)"),
         "ggml_cpu_compile": ggml_cpu_flags(build_dir),
         "build_host_cpu": build_host_cpu(),
         "build_date_utc": run(["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"]),

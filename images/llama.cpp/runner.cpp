@@ -16,6 +16,8 @@
 //   decode_s    sum of the inter-token latencies (first token -> last token)
 
 #include "llama.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
 
 #include <nlohmann/json.hpp>
 
@@ -67,10 +69,19 @@ void logf(const char * fmt, ...) {
 
 // llama.cpp / ggml log filter: warnings and errors only, unless
 // ORCHESTRATE_VERBOSE=1. CONT lines continue the previous message's level.
+// ggml's "loaded CPU backend from <path>" line: which CPU variant library the
+// runtime dispatch chose (images built with CPU_BUILD=variants).
+std::string g_cpu_backend_path;
+
 void llama_log_filter(enum ggml_log_level level, const char * text, void * /*user*/) {
     static enum ggml_log_level last = GGML_LOG_LEVEL_INFO;
     if (level != GGML_LOG_LEVEL_CONT) {
         last = level;
+    }
+    const char * loaded = std::strstr(text, "loaded CPU backend from ");
+    if (loaded) {
+        g_cpu_backend_path = loaded + std::strlen("loaded CPU backend from ");
+        g_cpu_backend_path.erase(g_cpu_backend_path.find_last_not_of(" \n") + 1);
     }
     if (g_verbose || last == GGML_LOG_LEVEL_WARN || last == GGML_LOG_LEVEL_ERROR) {
         std::fputs(text, stderr);
@@ -174,7 +185,8 @@ Job parse_job(const json & j) {
         }
         for (const auto & item : opts.items()) {
             if (item.key() != "llama_bench" && item.key() != "load_mode" && item.key() != "kv_cache_type") {
-                logf("warning: ignoring unknown engine option '%s'", item.key().c_str());
+                throw std::runtime_error("job: unknown engine option '" + item.key() +
+                                         "' (llama.cpp takes llama_bench, load_mode, kv_cache_type)");
             }
         }
     }
@@ -273,6 +285,19 @@ std::vector<llama_token> tokenize(const llama_vocab * vocab, const std::string &
     return ids;
 }
 
+std::string detokenize(const llama_vocab * vocab, const std::vector<llama_token> & ids) {
+    // remove_special=false, unparse_special=true: the text of exactly these ids, control tokens included.
+    std::string text(ids.size() * 16 + 16, '\0');
+    int n = llama_detokenize(vocab, ids.data(), (int32_t) ids.size(), text.data(), (int32_t) text.size(), false, true);
+    if (n < 0) {
+        text.resize(-n);
+        n = llama_detokenize(vocab, ids.data(), (int32_t) ids.size(), text.data(), (int32_t) text.size(), false, true);
+        if (n < 0) throw std::runtime_error("detokenize: failed");
+    }
+    text.resize(n);
+    return text;
+}
+
 llama_token argmax(const float * logits, int n_vocab) {
     int best = 0;
     float best_v = logits[0];
@@ -298,6 +323,9 @@ void batch_fill(llama_batch & batch, const llama_token * tokens, int n, llama_po
 
 struct Rep {
     double prefill_s = 0, ttft_s = 0, decode_s = 0;
+    // The part of decode_s spent inside llama.cpp (llama_decode until the logits are
+    // readable); the rest is choosing the next token (argmax) and the loop itself.
+    double decode_engine_s = 0;
     std::vector<double> itl;
     std::vector<llama_token> tokens;
     llama_perf_context_data perf{};
@@ -330,10 +358,12 @@ Rep run_once(llama_context * ctx, const llama_vocab * vocab, llama_batch & batch
     llama_pos pos = n_prompt;
     while ((int) r.tokens.size() < gen_tokens) {
         batch_fill(batch, &tok, 1, pos++);
+        const auto t_engine0 = steady::now();
         rc = llama_decode(ctx, batch);
         if (rc != 0) throw std::runtime_error("llama_decode (token " + std::to_string(r.tokens.size()) + ") returned " + std::to_string(rc));
         logits = llama_get_logits_ith(ctx, -1);
         if (!logits) throw std::runtime_error("no logits after token decode");
+        r.decode_engine_s += seconds(steady::now() - t_engine0);
         tok = argmax(logits, n_vocab); // end-of-sequence is ignored on purpose
         const auto t = steady::now();
         r.itl.push_back(seconds(t - t_prev));
@@ -370,14 +400,9 @@ Rep run_once(llama_context * ctx, const llama_vocab * vocab, llama_batch & batch
 
 // ---------------------------------------------------------------- llama-bench
 
-json run_llama_bench(const Job & job, int n_prompt) {
-    const char * exe_env = std::getenv("ORCHESTRATE_LLAMA_BENCH");
-    const std::string exe = exe_env && *exe_env ? exe_env : "llama-bench";
-    std::vector<std::string> args = {
-        exe, "-m", job.model_path, "-t", std::to_string(job.threads),
-        "-p", std::to_string(n_prompt), "-n", std::to_string(job.gen_tokens),
-        "-r", std::to_string(job.repetitions), "-o", "json",
-    };
+// Runs llama-bench once as a child process (same container, cores and model file) and
+// returns its JSON output with the command line and wall time.
+json run_bench_once(const std::vector<std::string> & args) {
     std::string cmdline;
     for (const auto & a : args) {
         if (!cmdline.empty()) cmdline += ' ';
@@ -431,12 +456,32 @@ json run_llama_bench(const Job & job, int n_prompt) {
     json res;
     res["command"] = args;
     res["command_line"] = cmdline;
-    res["how"] = "llama-bench run as a child process after the timed repetitions (runner's model and "
-                 "context freed first), same model file and thread count; prompt of n_prompt tokens "
-                 "(llama-bench uses its own token ids, not this job's prompt), n_gen generated tokens, "
-                 "r repetitions, llama-bench's own warmup; its avg_ts/stddev_ts are tokens per second";
     res["wall_s"] = wall;
     res["results"] = parsed;
+    return res;
+}
+
+// llama-bench, the engine's own benchmark, on the same model, threads and cores, at the
+// runner's own shapes: prefill of n_prompt tokens from an empty cache (pp), and decode of
+// gen_tokens - 1 tokens after a cache of n_prompt (tg at depth n_prompt), which is exactly
+// the span of our inter-token latencies. Each with the job's repetitions.
+json run_llama_bench(const Job & job, int n_prompt) {
+    const char * exe_env = std::getenv("ORCHESTRATE_LLAMA_BENCH");
+    const std::string exe = exe_env && *exe_env ? exe_env : "llama-bench";
+    const std::vector<std::string> common = {exe, "-m", job.model_path, "-t", std::to_string(job.threads),
+                                             "-r", std::to_string(job.repetitions), "-o", "json"};
+    std::vector<std::string> pp = common, tg = common;
+    for (const auto & a : {std::string("-p"), std::to_string(n_prompt), std::string("-n"), std::string("0")}) pp.push_back(a);
+    for (const auto & a : {std::string("-p"), std::string("0"), std::string("-n"), std::to_string(job.gen_tokens - 1),
+                           std::string("-d"), std::to_string(n_prompt)}) tg.push_back(a);
+    json res;
+    res["how"] = "llama-bench run as child processes in the same container on the same cores and model file, "
+                 "after the runner's timed repetitions (its model stays loaded; mmapped pages are shared): "
+                 "prefill = -p n_prompt -n 0 (empty cache, as our prefill_s), decode = -p 0 -n gen_tokens-1 "
+                 "-d n_prompt (tg at the depth our inter-token latencies start from, same number of tokens); "
+                 "llama-bench uses its own token ids and never samples; its samples_ts are tokens per second";
+    res["prefill"] = run_bench_once(pp);
+    res["decode"] = run_bench_once(tg);
     return res;
 }
 
@@ -510,6 +555,42 @@ json parse_system_info(const std::string & info) {
     return features;
 }
 
+// Which CPU code path runs: the ggml CPU backend variant that was loaded (or the one
+// built in), and the features it was compiled to use, from the backend's own registry.
+json cpu_path() {
+    json out = json::object();
+    ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+    if (!reg) throw std::runtime_error("no ggml CPU backend could be loaded: no variant in this image runs on this CPU");
+    json features = json::object();
+    auto get_features = (ggml_backend_get_features_t) ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features");
+    if (get_features) {
+        for (ggml_backend_feature * f = get_features(reg); f && f->name; ++f) {
+            features[f->name] = f->value;
+        }
+    }
+    std::string variant = "built-in (static)";
+    if (!g_cpu_backend_path.empty()) {
+        const std::string file = g_cpu_backend_path.substr(g_cpu_backend_path.find_last_of('/') + 1);
+        const std::string prefix = "libggml-cpu-", suffix = ".so";
+        variant = file;
+        if (file.rfind(prefix, 0) == 0 && file.size() > prefix.size() + suffix.size()) {
+            variant = file.substr(prefix.size(), file.size() - prefix.size() - suffix.size());
+        }
+    }
+    std::string simd;
+    for (auto it = features.begin(); it != features.end(); ++it) {
+        if (it.key() != "OPENMP" && it.key() != "REPACK" && it.key() != "LLAMAFILE") simd += (simd.empty() ? "" : " ") + it.key();
+    }
+    const bool amx = features.contains("AMX_INT8");
+    out["variant"] = variant;
+    out["library"] = g_cpu_backend_path.empty() ? json(nullptr) : json(g_cpu_backend_path);
+    out["features"] = features;
+    out["amx"] = amx;
+    out["how"] = "ggml_backend_load_all() chose the CPU backend library; features from its ggml_backend_get_features";
+    out["summary"] = "ggml CPU variant " + variant + " (" + simd + (amx ? "" : "; no AMX") + ")";
+    return out;
+}
+
 int run(const std::string & job_path) {
     const json job_json = read_json_file(job_path);
     const Job job = parse_job(job_json);
@@ -547,7 +628,10 @@ int run(const std::string & job_path) {
     }
 
     llama_log_set(llama_log_filter, nullptr);
+    ggml_backend_load_all();  // dynamic CPU variants: picks the best one this CPU can run
     llama_backend_init();
+    build["cpu_path"] = cpu_path();
+    logf("CPU path: %s", build["cpu_path"]["summary"].get<std::string>().c_str());
 
     const std::string system_info = llama_print_system_info();
     build["system_info"] = system_info;
@@ -596,6 +680,17 @@ int run(const std::string & job_path) {
     cparams.type_v = cparams.type_k;
     llama_context * ctx = llama_init_from_model(model, cparams);
     if (!ctx) throw std::runtime_error("failed to create llama context");
+    // A persistent ggml threadpool attached to the context, as llama-bench and llama-cli do
+    // (ggml's defaults: poll 50, no CPU mask). Without one, ggml makes and frees a threadpool
+    // for every graph, i.e. every token: a cost llama.cpp's own tools never pay.
+    ggml_backend_reg_t cpu_reg = ggml_backend_reg_by_name("CPU");
+    auto * threadpool_new = (decltype(ggml_threadpool_new) *) ggml_backend_reg_get_proc_address(cpu_reg, "ggml_threadpool_new");
+    auto * threadpool_free = (decltype(ggml_threadpool_free) *) ggml_backend_reg_get_proc_address(cpu_reg, "ggml_threadpool_free");
+    if (!threadpool_new || !threadpool_free) throw std::runtime_error("the CPU backend exports no ggml_threadpool_new");
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(job.threads);
+    ggml_threadpool * threadpool = threadpool_new(&tpp);
+    if (!threadpool) throw std::runtime_error("ggml_threadpool_new failed for " + std::to_string(job.threads) + " threads");
+    llama_attach_threadpool(ctx, threadpool, nullptr);
     const auto t_ctx = steady::now();
     const double load_time_s = seconds(t_ctx - t_load0);
     logf("loaded in %.3f s (model %.3f s, context %.3f s); prompt %d tokens (text repeated %d x)",
@@ -603,8 +698,9 @@ int run(const std::string & job_path) {
 
     const int n_ctx_train = llama_model_n_ctx_train(model);
     if (n_ctx_train > 0 && n_prompt + job.gen_tokens > n_ctx_train) {
-        logf("warning: prompt + gen tokens (%d) exceed the model's training context (%d)",
-             n_prompt + job.gen_tokens, n_ctx_train);
+        throw std::runtime_error("prompt (" + std::to_string(n_prompt) + ") + gen_tokens (" +
+                                 std::to_string(job.gen_tokens) + ") exceed the model's context length (" +
+                                 std::to_string(n_ctx_train) + ")");
     }
 
     llama_batch batch = llama_batch_init(n_prompt, 0, 1);
@@ -630,41 +726,22 @@ int run(const std::string & job_path) {
     const int engine_threads_batch = llama_n_threads_batch(ctx);
     int os_threads = -1;
     for (const Rep & r : reps) os_threads = std::max(os_threads, r.os_threads_during_generation);
-    double max_cpu = 0;
     std::vector<std::pair<long, double>> deltas;
     for (const auto & kv : tasks_after.cpu_s) {
         const auto it = tasks_before.cpu_s.find(kv.first);
         const double d = kv.second - (it == tasks_before.cpu_s.end() ? 0.0 : it->second);
         deltas.emplace_back(kv.first, d);
-        max_cpu = std::max(max_cpu, d);
     }
-    int active = 0;
+    // Raw figures only: the orchestrator derives the threads used from them (one rule).
     json per_task = json::array();
     for (const auto & d : deltas) {
-        // A compute thread does a comparable share of the work: count threads with at least
-        // 10 % of the busiest thread's CPU time over the timed repetitions.
-        const bool is_active = max_cpu > 0 && d.second >= 0.1 * max_cpu;
-        if (is_active) ++active;
-        per_task.push_back({{"tid", d.first}, {"cpu_s", d.second}, {"active", is_active}});
+        per_task.push_back({{"tid", d.first}, {"pid", (long) getpid()}, {"cpu_s", d.second}});
     }
-    int used = engine_threads;
-    std::string how = "llama_n_threads(ctx)=" + std::to_string(engine_threads) +
-                      " and llama_n_threads_batch(ctx)=" + std::to_string(engine_threads_batch) +
-                      " (set through llama_context_params.n_threads/n_threads_batch)";
-    if (os_threads >= 0) {
-        how += "; cross-check: the process had " + std::to_string(os_threads) +
-               " OS threads during generation (/proc/self/task)";
-    }
-    if (!tasks_after.cpu_s.empty() && max_cpu > 0) {
-        how += ", " + std::to_string(active) + " of which ran >= 10% of the busiest thread's CPU time over the timed repetitions (" +
-               tasks_after.source + ")";
-        if (active != engine_threads) {
-            used = active;
-            how += "; the OS count differs from the engine setting, so 'used' reports the OS count";
-        } else {
-            how += "; consistent with the engine setting";
-        }
-    }
+    const std::string how = "per_thread: CPU time of every thread of this process over the timed repetitions (" +
+                            tasks_after.source + "); engine_reported: llama_n_threads(ctx)=" +
+                            std::to_string(engine_threads) + " and llama_n_threads_batch(ctx)=" +
+                            std::to_string(engine_threads_batch) +
+                            " (set through llama_context_params.n_threads/n_threads_batch)";
     if (engine_threads != job.threads) {
         logf("warning: engine reports %d threads, job requested %d", engine_threads, job.threads);
     }
@@ -702,8 +779,15 @@ int run(const std::string & job_path) {
         {"load_mode", llama_load_mode_name(mparams.load_mode)},
         {"flash_attn_type", (int) cparams.flash_attn_type},
         {"kv_cache_type", job.kv_cache_type},
+        {"threadpool", "ggml_threadpool_new(ggml_threadpool_params_default(threads)) attached with "
+                       "llama_attach_threadpool, as llama-bench does (poll " + std::to_string(tpp.poll) + ")"},
     };
     extra["prompt"] = {{"text_repeats", repeats}, {"tokenize", "llama_tokenize(add_special=true, parse_special=false)"}};
+    extra["generated_text"] = {
+        {"text", reps.empty() ? std::string() : detokenize(vocab, reps[0].tokens)},
+        {"how", "llama_detokenize(remove_special=false, unparse_special=true) of repetition 0's token_ids; "
+                "bytes that are not valid UTF-8 (a character cut at the end) are written as U+FFFD"},
+    };
     json perf = json::array();
     for (size_t i = 0; i < reps.size(); ++i) {
         perf.push_back({
@@ -725,14 +809,42 @@ int run(const std::string & job_path) {
         {"tasks", per_task},
     };
 
-    // ---- free before llama-bench so the two never hold the model at once
+    // ---- the harness's share of each token: decode_s minus the time inside llama.cpp
+    auto gen_rate = [&](double s_) { return s_ > 0 ? (job.gen_tokens - 1) / s_ : 0.0; };
+    json shares = json::array();
+    for (size_t i = 0; i < reps.size(); ++i) {
+        shares.push_back({{"index", i}, {"decode_s", reps[i].decode_s}, {"decode_engine_s", reps[i].decode_engine_s},
+                          {"engine_only_tok_s", gen_rate(reps[i].decode_engine_s)},
+                          {"harness_share", reps[i].decode_s > 0 ? 1.0 - reps[i].decode_engine_s / reps[i].decode_s : 0.0}});
+    }
+    extra["harness"] = {
+        {"how", "decode_engine_s: per generated token, llama_decode until llama_get_logits_ith returns (the "
+                "engine's own work); the rest of decode_s is choosing the next token (argmax over the vocabulary) "
+                "and the loop; harness_share = 1 - decode_engine_s / decode_s"},
+        {"repetitions", shares},
+    };
+
+    // ---- llama-bench side by side, ABBA: our repetitions (A, above), llama-bench's prefill and
+    // decode (B B), then our repetitions again (A), so drift during the cell falls on both.
+    if (job.llama_bench) {
+        json bench = run_llama_bench(job, n_prompt);
+        json again = json::array();
+        for (int i = 0; i < job.repetitions; ++i) {
+            const Rep r = run_once(ctx, vocab, batch, prompt, job.gen_tokens);
+            again.push_back({{"index", i}, {"decode_s", r.decode_s}, {"decode_engine_s", r.decode_engine_s},
+                             {"gen_tok_s", gen_rate(r.decode_s)}, {"engine_only_tok_s", gen_rate(r.decode_engine_s)},
+                             {"prefill_s", r.prefill_s}});
+        }
+        bench["order"] = "ABBA: result repetitions (A), llama-bench prefill and decode (B B), second_a (A)";
+        bench["second_a"] = again;
+        extra["llama_bench"] = bench;
+    }
+
     llama_batch_free(batch);
+    llama_detach_threadpool(ctx);
+    threadpool_free(threadpool);
     llama_free(ctx);
     llama_model_free(model);
-
-    if (job.llama_bench) {
-        extra["llama_bench"] = run_llama_bench(job, n_prompt);
-    }
     llama_backend_free();
 
     // ---- result
@@ -741,7 +853,8 @@ int run(const std::string & job_path) {
     result["cell_id"] = job.cell_id;
     result["engine"] = {{"name", "llama.cpp"}, {"version", engine_version}, {"build", build}};
     result["measurement_boundary"] = "in-process";
-    result["threads"] = {{"requested", job.threads}, {"used", used}, {"how", how}};
+    result["threads"] = {{"requested", job.threads}, {"per_thread", per_task}, {"engine_reported", engine_threads},
+                         {"how", how}};
     result["load_time_s"] = load_time_s;
     result["peak_rss_bytes"] = peak_rss >= 0 ? json(peak_rss) : json(nullptr);
     result["prompt_token_ids"] = prompt;
@@ -765,7 +878,7 @@ int run(const std::string & job_path) {
     if (peak_rss < 0) unmeasured["peak_rss_bytes"] = "VmHWM not found in /proc/self/status";
     result["unmeasured"] = unmeasured;
 
-    write_atomically(job.output_dir, "result.json", result.dump(2) + "\n");
+    write_atomically(job.output_dir, "result.json", result.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     logf("wrote %s/result.json", job.output_dir.c_str());
     return 0;
 }

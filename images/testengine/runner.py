@@ -1,27 +1,62 @@
-"""TEST DOUBLE runner: speaks the CELL contract, runs no model, misbehaves on request.
+"""TEST DOUBLE runner: speaks the CELL contract through the runner kit, runs no model, misbehaves on request.
 
-behaviour (engine option): ok | oom | sleep | crash | invalid | threads-mismatch.
-'ok' times a trivial loop with a real clock; its numbers describe nothing but the loop.
+behaviour (engine option): ok | oom | sleep | crash | invalid | threads-mismatch, and two
+broken runners the conformance suite must catch: lax (accepts any job unchecked) and
+lie-threads (reports the requested thread count but runs one thread). 'ok' keeps
+``threads`` threads busy and times a loop with a real clock; its numbers describe nothing
+but that loop.
 """
+
+from __future__ import annotations
 
 import json
 import os
 import sys
 import threading
 import time
+from pathlib import Path
+
+from runnerkit import job as jobs
+from runnerkit import main, prompt, proc, result, timing
+
+STEP_S = 0.002  # busy time per "token"
 
 
-def threads_now() -> int:
-    return len(os.listdir("/proc/self/task"))
+def busy(seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
 
 
-def main() -> int:
-    job = json.load(open(os.environ.get("ORCHESTRATE_JOB", "/job/job.json")))
-    behaviour = job["engine"]["options"].get("behaviour", "ok")
-    out = job["output_dir"]
+def encode(text: str) -> list[int]:
+    """A stand-in tokenizer: BOS, then one id per word."""
+    return [1] + [3 + len(word) for word in text.split()]
+
+
+def context_length(model_path: str) -> int | None:
+    """The model's context from the prepared folder's hf/config.json, when there is one."""
+    for folder in Path(model_path).parents:
+        config = folder / "hf" / "config.json"
+        if config.is_file():
+            return json.loads(config.read_text()).get("max_position_embeddings")
+    return None
+
+
+def unchecked() -> jobs.Job:
+    """The lax behaviour: the job as written, no check at all."""
+    doc = json.loads(Path(os.environ.get("ORCHESTRATE_JOB", jobs.DEFAULT_JOB)).read_text())
+    model, workload = doc.get("model", {}), doc.get("workload", {})
+    return jobs.Job(doc.get("cell_id", ""), "testengine", doc.get("engine", {}).get("options", {}), model.get("id"),
+                    model.get("format"), model.get("path"), model.get("tokenizer"), doc.get("threads", 1),
+                    workload.get("prompt", "x"), workload.get("prompt_tokens"), workload.get("gen_tokens", 1),
+                    doc.get("warmup", 0), doc.get("repetitions", 1), doc.get("output_dir", "/out"))
+
+
+def body(job: jobs.Job) -> dict:
+    behaviour = job.options.get("behaviour", "ok")
     if behaviour == "crash":
-        print("testengine: crashing on purpose", file=sys.stderr)
-        return 3
+        print("testengine: crashing on purpose", file=sys.stderr, flush=True)
+        sys.exit(3)  # a status of its own, not the runner kit's 1
     if behaviour == "sleep":
         time.sleep(10**6)
     if behaviour == "oom":
@@ -29,47 +64,55 @@ def main() -> int:
         while True:
             hog.append(bytearray(16 * 1024 * 1024))
     if behaviour == "invalid":
-        with open(os.path.join(out, "result.json"), "w") as f:
-            json.dump({"schema_version": 1, "cell_id": job["cell_id"], "note": "missing every measured field"}, f)
-        return 0
+        return {"schema_version": 1, "cell_id": job.cell_id, "note": "missing every measured field"}
+    if behaviour != "lax":
+        if not os.path.exists(job.model_path):
+            raise jobs.JobError(f"model {job.model_path} not found")
+    ids, _ = prompt.shape(encode, job.prompt, job.prompt_tokens)
+    if behaviour != "lax":
+        prompt.check_context(len(ids), job.gen_tokens, context_length(job.model_path))
+    for index in range(job.warmup):
+        timing.repetition(index, ids, job.gen_tokens, lambda: busy(STEP_S), lambda _: 7, lambda _: busy(STEP_S))
+    workers = {"ok": job.threads - 1, "threads-mismatch": job.threads, "lie-threads": 0}.get(behaviour, job.threads - 1)
     stop = threading.Event()
-    extra = job["threads"] - 1 + (1 if behaviour == "threads-mismatch" else 0)  # one thread too many
-    workers = [threading.Thread(target=stop.wait) for _ in range(max(extra, 0))]
-    for worker in workers:
-        worker.start()
-    used = threads_now()
-    n_prompt = job["workload"]["prompt_tokens"] or 4
-    n_gen = job["workload"]["gen_tokens"]
-    reps = []
-    for index in range(job["warmup"] + job["repetitions"]):
-        start = time.perf_counter()
-        sum(range(20000))
-        first = time.perf_counter()
-        stamps = [first]
-        for _ in range(n_gen - 1):
-            sum(range(2000))
-            stamps.append(time.perf_counter())
-        if index < job["warmup"]:
-            continue
-        itl = [b - a for a, b in zip(stamps, stamps[1:])]
-        reps.append({"index": index - job["warmup"], "prompt_tokens": n_prompt, "generated_tokens": n_gen,
-                     "prefill_s": first - start, "decode_s": sum(itl), "ttft_s": first - start,
-                     "inter_token_latencies_s": itl, "token_ids": list(range(n_gen))})
-    stop.set()
-    result = {
-        "schema_version": 1, "cell_id": job["cell_id"],
-        "engine": {"name": "testengine", "version": "test-double", "build": {"test_double": True}},
-        "measurement_boundary": "in-process",
-        "threads": {"requested": job["threads"], "used": used, "how": "count of /proc/self/task"},
-        "load_time_s": 0.0, "peak_rss_bytes": None, "prompt_token_ids": list(range(n_prompt)),
-        "repetitions": reps, "unmeasured": {"peak_rss_bytes": "test double"},
-    }
-    tmp = os.path.join(out, ".result.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, os.path.join(out, "result.json"))
-    return 0
+    pool = [threading.Thread(target=lambda: [busy(STEP_S) for _ in iter(stop.is_set, True)], name=f"worker-{i}")
+            for i in range(max(workers, 0))]
+    with proc.cpu_window() as window:
+        for thread in pool:
+            thread.start()
+        reps = [timing.repetition(index, ids, job.gen_tokens, lambda: busy(STEP_S), lambda _: 7,
+                                  lambda _: busy(STEP_S)) for index in range(job.repetitions)]
+    stop.set()  # after the window closed: a thread that has ended is no longer in /proc
+    for thread in pool:
+        thread.join()
+    threads = result.threads(job, window, job.threads, "the double's own count of the worker threads it started, "
+                                                      "plus the main thread")
+    return result.document(job, {"name": "testengine", "version": "test-double", "build": {"test_double": True}},
+                           threads, 0.0, proc.vm_hwm_bytes(), ids, reps, {"behaviour": behaviour})
+
+
+def illegal_instruction() -> None:
+    """Execute an undefined instruction (ud2 on x86-64, udf on arm64): the kernel sends SIGILL."""
+    import ctypes
+    import mmap
+    import platform
+
+    code = b"\x0f\x0b" if platform.machine() in ("x86_64", "AMD64") else b"\x00\x00\x00\x00"
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    ctypes.CFUNCTYPE(None)(ctypes.addressof(ctypes.c_char.from_buffer(page)))()
+
+
+def load() -> jobs.Job:
+    try:
+        doc = json.loads(Path(os.environ.get("ORCHESTRATE_JOB", jobs.DEFAULT_JOB)).read_text())
+        lax = doc["engine"]["options"].get("behaviour") == "lax"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        lax = False
+    return unchecked() if lax else jobs.load()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if os.environ.get("ORCHESTRATE_ON_START") == "sigill":
+        illegal_instruction()
+    sys.exit(main.run("testengine", body, load))

@@ -15,77 +15,14 @@ import gc
 import json
 import os
 import sys
-import tempfile
 import time
 
+from runnerkit import job as jobs
+from runnerkit import main, prompt, proc, result, timing
+
 ENGINE_NAME = "transformers"
-# A thread counts as a compute thread when it ran at least this share of the busiest
-# thread's CPU time over the timed repetitions (the same rule as the llama.cpp runner).
-ACTIVE_SHARE = 0.10
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-# engine.options.omp_wait_policy: "default" leaves OMP_WAIT_POLICY as the image has it
-# (unset: libgomp spins a while at barriers, then sleeps); "active"/"passive" set it.
-OMP_WAIT_POLICIES = ("default", "active", "passive")
-KNOWN_OPTIONS = {"omp_wait_policy"}
-
-
-class JobError(Exception):
-    """The job cannot be run as given."""
-
-
-def log(message: str) -> None:
-    print(f"transformers-runner: {message}", file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------------------ job
-
-def read_job(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            job = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise JobError(f"cannot read job {path}: {exc}") from exc
-    if not isinstance(job, dict):
-        raise JobError("job is not a JSON object")
-
-    def need(obj: dict, key: str, kind, where: str = ""):
-        if key not in obj or not isinstance(obj[key], kind) or isinstance(obj[key], bool) and kind is not bool:
-            raise JobError(f"job: {where}{key} missing or not {getattr(kind, '__name__', kind)}")
-        return obj[key]
-
-    need(job, "cell_id", str)
-    need(job, "output_dir", str)
-    if need(job, "threads", int) < 1:
-        raise JobError("job: threads must be >= 1")
-    if need(job, "warmup", int) < 0:
-        raise JobError("job: warmup must be >= 0")
-    if need(job, "repetitions", int) < 1:
-        raise JobError("job: repetitions must be >= 1")
-    model = need(job, "model", dict)
-    need(model, "path", str, "model.")
-    need(model, "format", str, "model.")
-    workload = need(job, "workload", dict)
-    if not need(workload, "prompt", str, "workload."):
-        raise JobError("job: workload.prompt is empty")
-    if need(workload, "gen_tokens", int, "workload.") < 2:
-        raise JobError("job: workload.gen_tokens must be >= 2")
-    prompt_tokens = workload.get("prompt_tokens")
-    if prompt_tokens is not None and (not isinstance(prompt_tokens, int) or isinstance(prompt_tokens, bool)
-                                      or prompt_tokens < 2):
-        raise JobError("job: workload.prompt_tokens must be null or an integer >= 2")
-    options = job.get("engine", {}).get("options", {}) if isinstance(job.get("engine"), dict) else {}
-    if not isinstance(options, dict):
-        raise JobError("job: engine.options is not an object")
-    policy = options.get("omp_wait_policy", "default")
-    if policy not in OMP_WAIT_POLICIES:
-        raise JobError(f"job: engine.options.omp_wait_policy must be one of {', '.join(OMP_WAIT_POLICIES)}")
-    for key in options:
-        if key not in KNOWN_OPTIONS:
-            log(f"warning: ignoring unknown engine option {key!r}")
-    job["_omp_wait_policy"] = policy
-    if model["format"] != "safetensors":
-        raise JobError(f"model format {model['format']!r} is not supported (this runner reads 'safetensors')")
-    return job
+log = main.log
 
 
 # ------------------------------------------------------------------------------ threads
@@ -126,63 +63,6 @@ def configure_thread_env(threads: int, wait_policy: str) -> dict:
         "affinity_error": affinity_error,
         "os_cpu_count": os.cpu_count(),
     }
-
-
-def task_cpu_times() -> tuple[dict[int, float], str]:
-    """tid -> seconds of CPU the thread has run so far, for every thread of this process.
-
-    /proc/self/task/<tid>/schedstat (first field, ns); falls back to utime+stime of
-    /proc/self/task/<tid>/stat (clock ticks) when schedstat is absent.
-    """
-    times: dict[int, float] = {}
-    sources = set()
-    ticks = os.sysconf("SC_CLK_TCK")
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return times, "none"
-    for name in tids:
-        base = f"/proc/self/task/{name}"
-        try:
-            with open(f"{base}/schedstat", encoding="ascii") as handle:
-                times[int(name)] = int(handle.read().split()[0]) / 1e9
-                sources.add("/proc/self/task/*/schedstat")
-                continue
-        except (OSError, ValueError, IndexError):
-            pass
-        try:
-            with open(f"{base}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            # after "pid (comm)": state is fields[0]; utime, stime are fields 14, 15 overall
-            times[int(name)] = (int(fields[11]) + int(fields[12])) / ticks
-            sources.add("/proc/self/task/*/stat")
-        except (OSError, ValueError, IndexError):
-            pass  # the thread exited meanwhile
-    return times, "+".join(sorted(sources)) or "none"
-
-
-def thread_names() -> dict[int, str]:
-    names = {}
-    for name in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{name}/comm", encoding="utf-8", errors="replace") as handle:
-                names[int(name)] = handle.read().strip()
-        except OSError:
-            pass
-    return names
-
-
-def vm_hwm_bytes() -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    value, unit = line.split()[1:3]
-                    if unit == "kB":
-                        return int(value) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 # ------------------------------------------------------------------------------ engine
@@ -229,6 +109,9 @@ def build_info(torch, transformers, tokenizers, safetensors, numpy) -> dict:
         "numpy_version": numpy.__version__,
         "python": sys.version.split()[0],
         "cpu_capability": capability,
+        "cpu_path": {"how": "torch.backends.cpu.get_cpu_capability(): the instruction set PyTorch's ATen kernels "
+                            "dispatch to at run time on this CPU (ATEN_CPU_CAPABILITY overrides it)",
+                     "summary": f"PyTorch ATen CPU capability {capability} (runtime dispatch)"},
         "mkl_available": bool(torch.backends.mkl.is_available()),
         "mkldnn_available": bool(torch.backends.mkldnn.is_available()),
         "openmp_available": bool(torch.backends.openmp.is_available()),
@@ -270,18 +153,7 @@ def make_prompt(tokenizer, text: str, prompt_tokens: int | None,
             adjusted.add("removed BOS (add_bos_token false, the tokenizer added it)")
         return ids
 
-    ids = encode(text)
-    repeats = 1
-    if prompt_tokens is not None:
-        while len(ids) < prompt_tokens:
-            repeats += 1
-            longer = encode(" ".join([text] * repeats))
-            if len(longer) <= len(ids):
-                raise JobError("prompt does not grow when repeated")
-            ids = longer
-        ids = ids[:prompt_tokens]
-    if not ids:
-        raise JobError("the prompt tokenizes to no ids")
+    ids, repeats = prompt.shape(encode, text, prompt_tokens)
     info = {"add_bos_token_config": add_bos, "bos_token_id": bos,
             "bos_first": bool(bos is not None and ids[0] == bos),
             "adjusted": sorted(adjusted), "prompt_text_repeats": repeats}
@@ -290,51 +162,31 @@ def make_prompt(tokenizer, text: str, prompt_tokens: int | None,
     return ids, info
 
 
-def generate(torch, model, cache_factory, prompt_ids: list[int], gen_tokens: int) -> dict:
-    """One greedy generation from an empty KV cache, timed per token with perf_counter."""
-    clock = time.perf_counter
-    inputs = torch.tensor([prompt_ids], dtype=torch.long)
-    cache = cache_factory()
-    tokens: list[int] = []
-    itl: list[float] = []
+def generate(index: int, torch, model, cache_factory, prompt_ids: list[int], gen_tokens: int) -> tuple[dict, int]:
+    """One greedy generation from an empty KV cache, timed per token; (repetition, cache length)."""
+    state = {"cache": cache_factory()}
+
+    def forward(ids: list[int]):
+        out = model(input_ids=torch.tensor([ids], dtype=torch.long), past_key_values=state["cache"],
+                    use_cache=True, logits_to_keep=1)
+        state["cache"] = out.past_key_values
+        return out
+
     with torch.inference_mode():
-        t0 = clock()
-        out = model(input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        t_prefill = clock()
-        token = int(torch.argmax(out.logits[0, -1]))
-        t_first = t_prev = clock()
-        tokens.append(token)
-        cache = out.past_key_values
-        while len(tokens) < gen_tokens:  # end-of-sequence is ignored on purpose
-            out = model(input_ids=torch.tensor([[token]], dtype=torch.long), past_key_values=cache,
-                        use_cache=True, logits_to_keep=1)
-            token = int(torch.argmax(out.logits[0, -1]))
-            t = clock()
-            itl.append(t - t_prev)
-            t_prev = t
-            tokens.append(token)
-            cache = out.past_key_values
-    cache_len = cache.get_seq_length() if hasattr(cache, "get_seq_length") else None
-    if len(tokens) != gen_tokens or len(itl) != gen_tokens - 1:
-        raise RuntimeError(f"internal: generated {len(tokens)} tokens, wanted {gen_tokens}")
-    return {
-        "prompt_tokens": len(prompt_ids),
-        "generated_tokens": len(tokens),
-        "prefill_s": t_prefill - t0,
-        "decode_s": sum(itl),
-        "ttft_s": t_first - t0,
-        "inter_token_latencies_s": itl,
-        "token_ids": tokens,
-        "cache_length": cache_len,
-    }
+        rep = timing.repetition(index, prompt_ids, gen_tokens, lambda: forward(prompt_ids),
+                                lambda out: torch.argmax(out.logits[0, -1]), lambda token: forward([token]))
+    cache = state["cache"]
+    return rep, cache.get_seq_length() if hasattr(cache, "get_seq_length") else None
 
 
-def run(job: dict) -> dict:
-    threads = job["threads"]
-    model_dir = job["model"]["path"]
+def run(job: jobs.Job) -> dict:
+    threads = job.threads
+    model_dir = job.model_path
+    if job.model_format != "safetensors":
+        raise jobs.JobError(f"model format {job.model_format!r} is not supported (this runner reads 'safetensors')")
     if not os.path.isdir(model_dir):  # before the slow imports: fail fast
-        raise JobError(f"model.path {model_dir} is not a directory")
-    affinity = configure_thread_env(threads, job["_omp_wait_policy"])
+        raise jobs.JobError(f"model.path {model_dir} is not a directory")
+    affinity = configure_thread_env(threads, jobs.option(job, "omp_wait_policy"))
 
     t_import = time.perf_counter()
     import numpy
@@ -369,7 +221,7 @@ def run(job: dict) -> dict:
             return None
         cache_kind = "past_key_values=None (model-created cache per repetition)"
 
-    tokenizer_path = job["model"].get("tokenizer") or model_dir
+    tokenizer_path = job.tokenizer or model_dir
 
     # ---- load (timed): tokenizer + model
     t_load = time.perf_counter()
@@ -387,165 +239,79 @@ def run(job: dict) -> dict:
     elif tokenizer_path.endswith(".json"):
         tokenizer = PreTrainedTokenizerFast(tokenizer_file=tokenizer_path)
     else:
-        raise JobError(f"tokenizer {tokenizer_path}: neither a folder nor a tokenizer.json file")
+        raise jobs.JobError(f"tokenizer {tokenizer_path}: neither a folder nor a tokenizer.json file")
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
     model.eval()
     load_time_s = time.perf_counter() - t_load
     if next(model.parameters()).dtype != torch.float32:
         raise RuntimeError(f"model loaded as {next(model.parameters()).dtype}, wanted float32")
 
-    workload = job["workload"]
-    prompt_ids, prompt_info = make_prompt(tokenizer, workload["prompt"], workload.get("prompt_tokens"),
-                                          configured_add_bos(tokenizer_path))
-    gen_tokens = workload["gen_tokens"]
+    prompt_ids, prompt_info = make_prompt(tokenizer, job.prompt, job.prompt_tokens, configured_add_bos(tokenizer_path))
+    gen_tokens = job.gen_tokens
     max_pos = getattr(model.config, "max_position_embeddings", None)
-    if max_pos and len(prompt_ids) + gen_tokens > max_pos:
-        log(f"warning: {len(prompt_ids)} prompt + {gen_tokens} generated tokens exceed the model's "
-            f"max_position_embeddings ({max_pos})")
+    prompt.check_context(len(prompt_ids), gen_tokens, max_pos)
 
-    # ---- warm-up, then timed repetitions; thread CPU times around the timed ones
-    for _ in range(job["warmup"]):
-        generate(torch, model, cache_factory, prompt_ids, gen_tokens)
-    tasks_before, _ = task_cpu_times()
+    # ---- warm-up, then timed repetitions; per-thread CPU times around the timed ones
+    for index in range(job.warmup):
+        generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)
     gc_was_enabled = gc.isenabled()
-    reps = []
-    os_threads_max = 0
-    for index in range(job["repetitions"]):
-        gc.collect()
-        gc.disable()  # no collector pauses inside a timed repetition
-        try:
-            r = generate(torch, model, cache_factory, prompt_ids, gen_tokens)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        os_threads_max = max(os_threads_max, len(os.listdir("/proc/self/task")))
-        reps.append((index, r))
-    tasks_after, task_source = task_cpu_times()
-    names = thread_names()
-
-    # ---- threads actually used: threads that did a comparable share of the work
-    deltas = {tid: cpu - tasks_before.get(tid, 0.0) for tid, cpu in tasks_after.items()}
-    busiest = max(deltas.values(), default=0.0)
-    active = sorted(tid for tid, d in deltas.items() if busiest > 0 and d >= ACTIVE_SHARE * busiest)
+    repetitions = []
+    cache_length = None
+    with proc.cpu_window() as window:
+        for index in range(job.repetitions):
+            gc.collect()
+            gc.disable()  # no collector pauses inside a timed repetition
+            try:
+                rep, cache_length = generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            repetitions.append(rep)
     torch_threads = torch.get_num_threads()
-    used = len(active) if active else torch_threads
-    how = (f"threads that ran >= {int(ACTIVE_SHARE * 100)}% of the busiest thread's CPU time over the "
-           f"timed repetitions ({task_source} deltas): {len(active)} of {len(deltas)} OS threads; "
-           f"torch.get_num_threads()={torch_threads}, torch.get_num_interop_threads()="
-           f"{torch.get_num_interop_threads()} (set by torch.set_num_threads/set_num_interop_threads, "
-           f"{'/'.join(THREAD_ENV)}={threads} before importing torch)")
-    if not active:
-        how += "; no per-thread CPU times readable, so 'used' is torch.get_num_threads()"
+    threads_figures = result.threads(
+        job, window, torch_threads,
+        f"torch.get_num_threads()={torch_threads}, torch.get_num_interop_threads()="
+        f"{torch.get_num_interop_threads()} (set by torch.set_num_threads/set_num_interop_threads, "
+        f"{'/'.join(THREAD_ENV)}={threads} before importing torch)")
     if torch_threads != threads:
         log(f"warning: torch.get_num_threads()={torch_threads}, job requested {threads}")
 
-    repetitions = []
-    for index, r in reps:
-        repetitions.append({
-            "index": index,
-            "prompt_tokens": r["prompt_tokens"],
-            "generated_tokens": r["generated_tokens"],
-            "prefill_s": r["prefill_s"],
-            "decode_s": r["decode_s"],
-            "ttft_s": r["ttft_s"],
-            "inter_token_latencies_s": r["inter_token_latencies_s"],
-            "token_ids": r["token_ids"],
-        })
-
-    peak = vm_hwm_bytes()
-    result = {
-        "schema_version": 1,
-        "cell_id": job["cell_id"],
-        "engine": {
-            "name": ENGINE_NAME,
-            "version": f"{transformers.__version__}+torch{torch.__version__.split('+')[0]}",
-            "build": build_info(torch, transformers, tokenizers, safetensors, numpy),
+    engine = {"name": ENGINE_NAME, "version": f"{transformers.__version__}+torch{torch.__version__.split('+')[0]}",
+              "build": build_info(torch, transformers, tokenizers, safetensors, numpy)}
+    extra = {
+        "timing": {
+            "clock": "time.perf_counter (monotonic), in the runner's Python process (runnerkit.timing)",
+            "import_s": import_s,
+            "import_s_how": "import of numpy, safetensors, tokenizers, torch, transformers (not part of load_time_s)",
+            "load_time_s": "AutoTokenizer.from_pretrained + AutoModelForCausalLM.from_pretrained(dtype=float32) + eval()",
+            "prefill_s": "model(input_ids=<prompt>, past_key_values=<empty cache>, logits_to_keep=1) under "
+                         "torch.inference_mode()",
+            "ttft_s": "prefill_s + argmax of the last position's logits converted to a Python int",
+            "inter_token_latencies_s": "per token: model(<previous token>, past_key_values) + argmax -> int",
+            "gc": "gc.collect() before and gc.disable() during each timed repetition",
         },
-        "measurement_boundary": "in-process",
-        "threads": {"requested": threads, "used": used, "how": how},
-        "load_time_s": load_time_s,
-        "peak_rss_bytes": peak,
-        "prompt_token_ids": prompt_ids,
-        "repetitions": repetitions,
-        "extra": {
-            "timing": {
-                "clock": "time.perf_counter (monotonic), in the runner's Python process",
-                "import_s": import_s,
-                "import_s_how": "import of numpy, safetensors, tokenizers, torch, transformers (not part of load_time_s)",
-                "load_time_s": "AutoTokenizer.from_pretrained + AutoModelForCausalLM.from_pretrained(dtype=float32) + eval()",
-                "prefill_s": "model(input_ids=<prompt>, past_key_values=<empty cache>, logits_to_keep=1) under torch.inference_mode()",
-                "ttft_s": "prefill_s + argmax of the last position's logits converted to a Python int",
-                "inter_token_latencies_s": "per token: model(<previous token>, past_key_values) + argmax -> int",
-                "gc": "gc.collect() before and gc.disable() during each timed repetition",
-            },
-            "model": {
-                "class": type(model).__name__,
-                "dtype": str(next(model.parameters()).dtype),
-                "attn_implementation": getattr(model.config, "_attn_implementation", None),
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "max_position_embeddings": max_pos,
-                "kv_cache": cache_kind,
-                "kv_cache_length_after": reps[-1][1]["cache_length"],
-                "tokenizer_class": type(tokenizer).__name__,
-            },
-            "prompt": prompt_info,
-            "threads": {
-                "torch_get_num_threads": torch_threads,
-                "torch_get_num_interop_threads": torch.get_num_interop_threads(),
-                "set_num_interop_threads_error": interop_error,
-                "os_threads_after_timed_repetitions_max": os_threads_max,
-                "per_thread_cpu_s_timed": [
-                    {"tid": tid, "name": names.get(tid, "?"), "cpu_s": round(d, 6), "active": tid in active}
-                    for tid, d in sorted(deltas.items(), key=lambda kv: -kv[1])
-                ],
-                **affinity,
-            },
+        "model": {
+            "class": type(model).__name__,
+            "dtype": str(next(model.parameters()).dtype),
+            "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "max_position_embeddings": max_pos,
+            "kv_cache": cache_kind,
+            "kv_cache_length_after": cache_length,
+            "tokenizer_class": type(tokenizer).__name__,
         },
-        "unmeasured": {} if peak is not None else {"peak_rss_bytes": "VmHWM not readable in /proc/self/status"},
+        "prompt": prompt_info,
+        "threads": {
+            "torch_get_num_threads": torch_threads,
+            "torch_get_num_interop_threads": torch.get_num_interop_threads(),
+            "set_num_interop_threads_error": interop_error,
+            "threads_in_process": window.threads_seen,
+            **affinity,
+        },
     }
-    return result
-
-
-def write_atomically(output_dir: str, result: dict) -> str:
-    final = os.path.join(output_dir, "result.json")
-    fd, tmp = tempfile.mkstemp(prefix=".result.", suffix=".tmp", dir=output_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=1)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return final
-
-
-def main() -> int:
-    job_path = os.environ.get("ORCHESTRATE_JOB") or "/job/job.json"
-    try:
-        job = read_job(job_path)
-        result = run(job)
-        path = write_atomically(job["output_dir"], result)
-    except JobError as exc:
-        log(f"error: {exc}")
-        return 2
-    except Exception as exc:  # noqa: BLE001 - any failure: reason on stderr, no result
-        import traceback
-        traceback.print_exc(file=sys.stderr)
-        log(f"error: {type(exc).__name__}: {exc}")
-        return 1
-    rates = [(r["generated_tokens"] - 1) / r["decode_s"] for r in result["repetitions"] if r["decode_s"] > 0]
-    rates.sort()
-    median = rates[len(rates) // 2] if rates else float("nan")
-    log(f"wrote {path}: threads used {result['threads']['used']}, decode {median:.1f} tok/s (median)")
-    return 0
+    return result.document(job, engine, threads_figures, load_time_s, proc.vm_hwm_bytes(), prompt_ids,
+                           repetitions, extra)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main.run("transformers-runner", run))

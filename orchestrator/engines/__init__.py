@@ -7,7 +7,7 @@ contract (docs/contract.md); they never import this package.
 
 from __future__ import annotations
 
-from orchestrator.engines import candle, llamacpp, onnxruntime, testengine, transformers
+from orchestrator.engines import candle, llamacpp, llamaserver, ollama, onnxruntime, smallmind, testengine, transformers
 from orchestrator.engines.base import Engine
 
 
@@ -17,6 +17,9 @@ ENGINES: dict[str, Engine] = {
     engine.name: engine
     for engine in (
         llamacpp.ENGINE,
+        llamaserver.ENGINE,
+        ollama.ENGINE,
+        smallmind.ENGINE,
         candle.ENGINE,
         onnxruntime.ENGINE,
         transformers.ENGINE,

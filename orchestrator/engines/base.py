@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.engines.options import declare
+
 
 @dataclass(frozen=True)
 class Engine:
@@ -19,5 +21,12 @@ class Engine:
     description: str = ""
     # A test double drives pipeline tests only; reports label it as such.
     test_only: bool = False
-    # Engine options a MATRIX may set, with what each means (shown by `orchestrate engines`).
-    options: dict[str, str] = field(default_factory=dict)
+    # The options a MATRIX may set, as a JSON Schema made by options.declare(): checked by
+    # `orchestrate validate`, printed by `orchestrate engines`, shipped into the IMAGE.
+    options: dict = field(default_factory=lambda: declare({}))
+    # Another program in the same IMAGE (argv; empty: the image's ENTRYPOINT), for an ENGINE
+    # that shares its image folder with another (llama-server beside llama.cpp).
+    entrypoint: tuple[str, ...] = ()
+    # Size of the CELL's /tmp tmpfs (charged to its memory limit): an engine that copies the
+    # model into a store of its own (Ollama) needs more than the default.
+    tmpfs_size: str = "256m"

@@ -1,6 +1,7 @@
 """ENGINE adapter for ONNX Runtime (CPU execution provider), driven by a Python greedy loop."""
 
 from orchestrator.engines.base import Engine
+from orchestrator.engines.options import declare
 
 ENGINE = Engine(
     name="onnxruntime",
@@ -8,5 +9,11 @@ ENGINE = Engine(
     formats=frozenset({"onnx"}),
     description="ONNX Runtime CPU session over the ONNX export with a KV cache; greedy loop in Python with numpy, "
                 "timed per token in-process.",
-    options={"allow_spinning": "bool (default false): let ORT's intra-op workers spin while waiting"},
+    options=declare({
+        "allow_spinning": {"type": "boolean", "default": False,
+                           "description": "let ONNX Runtime's intra-op workers spin-wait between ops"},
+        "graph_optimization_level": {"enum": ["disable", "basic", "extended", "all"], "default": "all",
+                                     "description": "ONNX Runtime's graph optimizations (SessionOptions."
+                                                    "graph_optimization_level)"},
+    }),
 )

@@ -1,6 +1,7 @@
 """ENGINE adapter for Hugging Face transformers on PyTorch (CPU, fp32)."""
 
 from orchestrator.engines.base import Engine
+from orchestrator.engines.options import declare
 
 ENGINE = Engine(
     name="transformers",
@@ -8,5 +9,8 @@ ENGINE = Engine(
     formats=frozenset({"safetensors"}),
     description="transformers AutoModelForCausalLM in fp32 on PyTorch's CPU backend; greedy loop with the KV cache, "
                 "timed per token in-process.",
-    options={"omp_wait_policy": "default | active | passive: OpenMP's wait policy (OMP_WAIT_POLICY)"},
+    options=declare({
+        "omp_wait_policy": {"enum": ["default", "active", "passive"], "default": "default",
+                            "description": "OpenMP's wait policy (OMP_WAIT_POLICY); default leaves it unset"},
+    }),
 )

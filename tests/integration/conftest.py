@@ -36,7 +36,8 @@ def tinystories(docker, logs_dir):
 @pytest.fixture(scope="session")
 def tinystories_all(docker, logs_dir):
     """Every format of tinystories-15m that an engine reads."""
-    return models.prepare(docker, "tinystories-15m", ["safetensors", "gguf-f32", "gguf-q8_0", "onnx"], logs_dir)
+    return models.prepare(docker, "tinystories-15m", ["safetensors", "gguf-f32", "gguf-q8_0", "gguf-q4_0", "onnx"],
+                          logs_dir)
 
 
 @pytest.fixture

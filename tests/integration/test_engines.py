@@ -6,8 +6,10 @@ from orchestrator.results import read_run
 from orchestrator.run import execute_run
 
 REAL_ENGINES = sorted(name for name, engine in ENGINES.items() if not engine.test_only)
-FORMATS = {"llama.cpp": ["gguf-f32"], "onnxruntime": ["onnx"], "transformers": ["safetensors"],
-           "candle": ["safetensors", "gguf-q8_0"]}
+# Quantized llama.cpp formats are here on purpose: they take the CPU paths (AMX on some
+# Xeons) that a native build once crashed on (SIGILL), while F32 ran.
+FORMATS = {"llama.cpp": ["gguf-f32", "gguf-q8_0", "gguf-q4_0"], "onnxruntime": ["onnx"],
+           "transformers": ["safetensors"], "candle": ["safetensors", "gguf-q8_0", "gguf-q4_0"]}
 
 
 def test_every_engine_runs_a_cell_and_agrees_with_llamacpp(tmp_path, tinystories_all, no_leftovers):
@@ -38,10 +40,15 @@ timeout_s: 300
         assert record["status"] == "ok", (record["cell"], record["reason"], record["log_tail"])
         result = record["result"]
         assert schemas.problems("result", result) == []
-        assert result["threads"]["used"] == record["cell"]["threads"]
+        assert record["threads"]["used"] == record["cell"]["threads"] and result["threads"]["per_thread"]
         assert result["prompt_token_ids"][:5] == [1, 9038, 2501, 263, 931]
         assert result["engine"]["name"] == record["cell"]["engine"]
         assert result["measurement_boundary"] in ("in-process", "server-api")
+        # Every engine says which CPU code path ran (or could run), in plain words.
+        assert result["engine"]["build"]["cpu_path"]["summary"], result["engine"]["build"]
+        if record["cell"]["engine"] == "llama.cpp":
+            cpu_path = result["engine"]["build"]["cpu_path"]
+            assert cpu_path["library"].startswith("/usr/local/lib/ggml/libggml-cpu-") and not cpu_path["amx"]
     import json
 
     rows = json.loads((run_dir / "tables" / "cells.json").read_text())

@@ -49,13 +49,13 @@ def test_run_records_every_status_and_goes_on(tmp_path, tinystories, no_leftover
         ("testengine", "invalid"): "invalid",
         ("testengine", "threads-mismatch"): "invalid",
     }
-    assert run["counts"] == {"ok": 1, "oom": 1, "timeout": 1, "crashed": 1, "invalid": 2}
+    assert run["counts"] == {"ok": 1, "oom": 1, "timeout": 1, "crashed": 1, "invalid": 2, "unavailable": 0}
 
     ok = next(r for r in records if r["status"] == "ok")
     result = ok["result"]
     assert schemas.problems("result", result) == []
     assert result["engine"]["name"] == "llama.cpp"
-    assert result["threads"] == {**result["threads"], "requested": 1, "used": 1}
+    assert result["threads"]["requested"] == 1 and ok["threads"]["used"] == 1 and result["threads"]["per_thread"]
     assert all(rep["generated_tokens"] == 16 and len(rep["inter_token_latencies_s"]) == 15
                for rep in result["repetitions"])
     assert ok["outside"]["peak_memory_bytes"] > 0 and ok["outside"]["cpu_seconds"] > 0

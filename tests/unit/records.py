@@ -8,6 +8,12 @@ def repetition(index, decode_s, prefill_s=0.01, gen=5, prompt=4, itl=None):
             "token_ids": list(range(gen))}
 
 
+def per_thread(busy, idle=1):
+    """Raw per-thread CPU seconds: ``busy`` compute threads and ``idle`` helper threads."""
+    return ([{"tid": 100 + i, "name": "worker", "cpu_s": 0.5 - 0.01 * i} for i in range(busy)]
+            + [{"tid": 200 + i, "name": "helper", "cpu_s": 0.001} for i in range(idle)])
+
+
 def record(cell_id="c-000000000001", status="ok", threads=1, fmt="gguf-f32", decode=(0.04, 0.05, 0.08),
            peak=50 * 2**20, cpu=1.5, reason=None, test_double=False, engine="llama.cpp"):
     result = None
@@ -15,7 +21,8 @@ def record(cell_id="c-000000000001", status="ok", threads=1, fmt="gguf-f32", dec
         result = {"schema_version": 1, "cell_id": cell_id,
                   "engine": {"name": engine, "version": "v1", "build": {}},
                   "measurement_boundary": "in-process",
-                  "threads": {"requested": threads, "used": threads, "how": "test"},
+                  "threads": {"requested": threads, "how": "test", "engine_reported": threads,
+                              "per_thread": per_thread(busy=threads)},
                   "load_time_s": 0.2, "prompt_token_ids": [1, 2, 3, 4],
                   "repetitions": [repetition(i, d) for i, d in enumerate(decode)]}
     return {
@@ -32,5 +39,7 @@ def record(cell_id="c-000000000001", status="ok", threads=1, fmt="gguf-f32", dec
         "provenance": {"image": {"tag": "orchestrate/x:1", "id": "sha256:1"}, "engine_version": "v1",
                        "model": {"id": "tinystories-15m", "format": fmt, "sha256": "0" * 64},
                        "host_fingerprint": "f"},
+        "threads": {"requested": threads, "used": threads if result else None,
+                    "basis": "per-thread CPU" if result else "none", "rule": "test"},
         "result": result, "log_tail": "",
     }

@@ -1,11 +1,13 @@
 """IMAGE content tags and build contexts."""
 
 import io
+import json
 import tarfile
 
 import pytest
 
 from orchestrator import baseimage, images
+from orchestrator.engines import ENGINES
 from orchestrator.errors import UsageError
 
 
@@ -73,3 +75,54 @@ def test_every_engine_dockerfile_pins_its_base_by_digest():
         base = images.default_base(text)
         assert base and "@sha256:" in base, f"images/{name}/Dockerfile must pin its base image by digest"
         assert "# syntax=" not in text
+
+
+def test_shared_parts_named_by_the_dockerfile_join_the_context(tmp_path, monkeypatch):
+    shared = tmp_path / "_shared"
+    (shared / "kit").mkdir(parents=True)
+    (shared / "kit" / "helper.py").write_text("X = 1\n")
+    (shared / "other").mkdir()
+    (shared / "other" / "unused.py").write_text("Y = 1\n")
+    monkeypatch.setattr(images, "SHARED_DIR", shared)
+    user = make_folder(tmp_path, "FROM x\nCOPY _shared/kit/ /opt/kit/\n")
+    files = [rel for rel, _, _ in images.context_files(user)]
+    assert files == ["Dockerfile", "_shared/kit/helper.py"]
+    before = images.content_hash(images.context_files(user), {})
+    (shared / "kit" / "helper.py").write_text("X = 2\n")  # a change to shared code changes the tag
+    assert images.content_hash(images.context_files(user), {}) != before
+
+
+def test_a_dockerfile_naming_a_missing_shared_part_is_refused(tmp_path):
+    folder = make_folder(tmp_path, "FROM x\nCOPY _shared/nothing-here/ /x/\n")
+    with pytest.raises(UsageError, match="_shared/nothing-here"):
+        images.context_files(folder)
+
+
+def test_python_runner_images_get_the_kit_and_native_ones_do_not():
+    for name in ("onnxruntime", "transformers", "testengine"):
+        rels = {rel for rel, _, _ in images.context_files(images.IMAGES_DIR / name)}
+        assert {"_shared/runnerkit/job.py", "_shared/runnerkit/cell.schema.json",
+                "_shared/runnerkit/options.schema.json"} <= rels
+    assert not any(rel.startswith("_shared/") for rel, _, _ in images.context_files(images.IMAGES_DIR / "candle"))
+
+
+def test_an_image_folder_two_engines_share_carries_each_engines_options_declaration():
+    files = {rel: content for rel, content, _ in images.context_files(images.IMAGES_DIR / "llama.cpp")}
+    # llama.cpp's native runner needs no kit; llama-server's Python runner in the same image does
+    assert json.loads(files["_shared/runnerkit/options.schema.json"]) == ENGINES["llama.cpp"].options
+    assert json.loads(files["_shared/runnerkit/options.llama-server.schema.json"]) == ENGINES["llama-server"].options
+    assert json.loads(files["_shared/runnerkit/options.llama.cpp.schema.json"]) == ENGINES["llama.cpp"].options
+    dockerfile = files["Dockerfile"].decode()
+    assert ("COPY _shared/runnerkit/options.llama-server.schema.json /opt/server/runnerkit/options.schema.json"
+            in dockerfile)
+
+
+def test_torch_build_helpers_live_once_and_reach_both_pytorch_images():
+    for name in ("transformers", "modelmaker"):
+        rels = {rel for rel, _, _ in images.context_files(images.IMAGES_DIR / name)}
+        assert {"_shared/torch/install_torch.sh", "_shared/torch/prune_cuda.py",
+                "_shared/torch/requirements-torch.txt"} <= rels
+        assert not (images.IMAGES_DIR / name / "build" / "install_torch.sh").exists()
+    # The host-side lock tool is in no build context, so it is hashed into no IMAGE tag.
+    assert not any("lock_requirements" in rel for name in images.available()
+                   for rel, _, _ in images.context_files(images.IMAGES_DIR / name))

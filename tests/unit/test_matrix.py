@@ -63,9 +63,9 @@ def test_each_bad_value_is_reported_with_path_and_line(good_matrix, old, new, pa
     ("placement: {cpus: 'a-b'}\n", "placement.cpus", "does not match"),
     ("memory_limit: lots\n", "memory_limit", "does not match"),
     ("timeout_s: 0\n", "timeout_s", "less than or equal to the minimum"),
-    ("exclude: [{color: red}]\n", "exclude[0]", "Additional properties"),
+    ("exclude: [{color: red}]\n", "exclude[0].color", "Additional properties"),
     ("include: [{}]\n", "include[0]", "should be non-empty"),
-    ("flavour: x\n", "", "Additional properties are not allowed"),
+    ("flavour: x\n", "flavour", "Additional properties are not allowed"),
 ])
 def test_bad_top_level_settings(good_matrix, extra, path, words):
     found = problems_of(good_matrix + extra)

@@ -127,3 +127,31 @@ def test_quantized_without_parent_and_unstable_ids():
 def test_common_prefix():
     assert merge.common_prefix([1, 2, 3], [1, 2, 4]) == 2
     assert merge.common_prefix([], [1]) == 0
+
+
+def test_llama_cpp_f32_is_the_reference_even_when_it_comes_later():
+    base = list(range(40))
+    records = [with_ids(record("c-000000000001", fmt="safetensors", engine="transformers"), base),
+               with_ids(record("c-000000000002", fmt="onnx", engine="onnxruntime"), base),
+               with_ids(record("c-000000000003", fmt="gguf-f32"), base),
+               with_ids(record("c-000000000004", fmt="gguf-q8_0", engine="candle"), base[:3] + [0] * 37)]
+    found = merge.agreement(records)
+    assert found["c-000000000003"]["agreement"] == "reference"
+    assert found["c-000000000001"]["agreement_reference"] == "c-000000000003"
+    assert found["c-000000000004"]["agreement_reference"] == "c-000000000003"  # any engine's F32 parent
+
+
+def test_agreement_groups_by_model_and_workload():
+    a = with_ids(record("c-000000000001"), list(range(40)))
+    b = with_ids(record("c-000000000002", fmt="safetensors", engine="transformers"), [7] * 40)
+    b["cell"]["workload"]["name"] = "other"
+    found = merge.agreement([a, b])
+    assert found["c-000000000002"]["agreement"] == "reference"  # alone in its group
+
+
+def test_tables_equal_cells_and_repetitions():
+    records = [record(), record("c-000000000002", threads=2), record("c-000000000003", status="oom", reason="x")]
+    cells, reps = merge.tables(records, FREQ)
+    pd.testing.assert_frame_equal(cells, merge.cells(records, FREQ))
+    pd.testing.assert_frame_equal(reps, merge.repetitions(records))
+    assert len(reps) == 6

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.results import CellStatus, consistency_problems, judge, write_json_atomic
 
-from tests.unit.records import record
+from tests.unit.records import per_thread, record
 
 
 def job(threads=1, reps=3, gen=5, prompt_tokens=4):
@@ -56,7 +56,7 @@ def test_schema_violation_is_invalid_with_the_message(tmp_path):
 
 def test_thread_mismatch_is_caught(tmp_path):
     result = record(threads=2)["result"]
-    result["threads"]["used"] = 1
+    result["threads"]["per_thread"] = per_thread(busy=1, idle=3)  # the engine says 2, one thread worked
     status, reason, kept = judge(job(threads=2), 0, False, False, "", write_result(tmp_path, result))
     assert status is CellStatus.INVALID
     assert "ran with 1 threads" in reason and "asked for 2" in reason

@@ -104,11 +104,17 @@ fn parse_job(v: &Value) -> Result<Job> {
     };
     let prompt_tokens = match field(v, "workload.prompt_tokens")? {
         Value::Null => None,
-        _ => Some(field_usize(v, "workload.prompt_tokens", 1)?),
+        _ => Some(field_usize(v, "workload.prompt_tokens", 2)?),
     };
     let prompt = field_str(v, "workload.prompt")?;
     if prompt.is_empty() {
         bail!("job: workload.prompt is empty");
+    }
+    // candle declares no engine options (orchestrator/engines/candle.py): any option is refused.
+    match field(v, "engine.options")? {
+        Value::Object(m) if m.is_empty() => {}
+        Value::Object(m) => bail!("job: unknown engine option(s) {:?}: candle takes none", m.keys().collect::<Vec<_>>()),
+        other => bail!("job: engine.options must be an object, got {other}"),
     }
     Ok(Job {
         cell_id,
@@ -118,7 +124,7 @@ fn parse_job(v: &Value) -> Result<Job> {
         tokenizer,
         prompt,
         prompt_tokens,
-        gen_tokens: field_usize(v, "workload.gen_tokens", 1)?,
+        gen_tokens: field_usize(v, "workload.gen_tokens", 2)?,
         warmup: field_usize(v, "warmup", 0)?,
         repetitions: field_usize(v, "repetitions", 1)?,
         output_dir: PathBuf::from(field_str(v, "output_dir")?),
@@ -612,7 +618,31 @@ fn build_info() -> Value {
             "has_accelerate": candle_core::utils::has_accelerate(),
         },
         "runtime_cpu_simd_flags": runtime_flags,
+        "cpu_path": {
+            "target_cpu": option_env!("ORCHESTRATE_BUILD_TARGET_CPU"),
+            "compiled_target_features": compiled_features,
+            "how": "chosen at compile time (-C target-cpu); candle's quantized kernels use the compiled \
+                target features, gemm picks its f32 kernels at run time",
+            "summary": format!("candle built for target-cpu {} ({})",
+                option_env!("ORCHESTRATE_BUILD_TARGET_CPU").filter(|s| !s.is_empty()).unwrap_or("default"),
+                compiled_features.join(" ")),
+        },
     })
+}
+
+/// Compiled-in x86 features this CPU lacks (empty when the machine code can run here).
+fn missing_cpu_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut missing = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(target_feature = "avx") && !std::is_x86_feature_detected!("avx") { missing.push("avx"); }
+        if cfg!(target_feature = "avx2") && !std::is_x86_feature_detected!("avx2") { missing.push("avx2"); }
+        if cfg!(target_feature = "fma") && !std::is_x86_feature_detected!("fma") { missing.push("fma"); }
+        if cfg!(target_feature = "f16c") && !std::is_x86_feature_detected!("f16c") { missing.push("f16c"); }
+        if cfg!(target_feature = "bmi2") && !std::is_x86_feature_detected!("bmi2") { missing.push("bmi2"); }
+    }
+    missing
 }
 
 // ---------------------------------------------------------------- run
@@ -645,10 +675,12 @@ fn run(job: &Job) -> Result<Value> {
     let (prompt, prompt_info) = prompt_ids(&tokenizer, job, &bos)?;
     // Positions fed to the model: the prompt plus every generated token but the last.
     let positions = prompt.len() + job.gen_tokens - 1;
-    if positions > loaded.max_positions {
+    // The contract's rule: prompt + generated tokens must fit the model's context length.
+    let limit = loaded.context_length.unwrap_or(loaded.max_positions).min(loaded.max_positions);
+    if prompt.len() + job.gen_tokens > limit {
         bail!(
-            "prompt ({}) + gen_tokens ({}) - 1 = {positions} positions exceed what the model holds ({})",
-            prompt.len(), job.gen_tokens, loaded.max_positions
+            "prompt ({}) + gen_tokens ({}) exceed the model's context length ({limit})",
+            prompt.len(), job.gen_tokens
         );
     }
 
@@ -664,10 +696,11 @@ fn run(job: &Job) -> Result<Value> {
     let window = t_window.elapsed();
     let after = task_cpu();
 
-    // Busy threads over the timed repetitions.
+    // Raw per-thread CPU seconds over the timed repetitions: the orchestrator derives the
+    // threads used from them (one rule for every engine).
     let use_sched = after.values().all(|t| t.sched_ns.is_some());
+    let pid = std::process::id();
     let mut per_task = Vec::new();
-    let mut busy = 0usize;
     for (tid, a) in &after {
         let b = before.get(tid);
         let dns = match (a.sched_ns, b.and_then(|b| b.sched_ns)) {
@@ -676,22 +709,19 @@ fn run(job: &Job) -> Result<Value> {
             _ => None,
         };
         let dticks = a.ticks.map(|x| x.saturating_sub(b.and_then(|b| b.ticks).unwrap_or(0)));
-        let is_busy = if use_sched { dns.unwrap_or(0) > 0 } else { dticks.unwrap_or(0) > 0 };
-        if is_busy {
-            busy += 1;
-        }
-        per_task.push(json!({
-            "tid": tid, "comm": a.comm, "cpu_ns": dns, "cpu_ticks": dticks, "busy": is_busy,
-        }));
+        // stat's utime+stime are in USER_HZ clock ticks, 100 per second on Linux.
+        let cpu_s = if use_sched { dns.unwrap_or(0) as f64 / 1e9 } else { dticks.unwrap_or(0) as f64 / 100.0 };
+        per_task.push(json!({"tid": tid, "pid": pid, "name": a.comm, "cpu_s": cpu_s}));
     }
-    let busy_cpu_ns: u64 = per_task.iter().filter_map(|t| t["cpu_ns"].as_u64()).sum();
-    if busy == 0 {
-        bail!("no thread of this process accumulated CPU time during the timed repetitions");
-    }
+    let busy_cpu_ns: u64 = if use_sched {
+        after.iter().map(|(tid, a)| a.sched_ns.unwrap_or(0).saturating_sub(
+            before.get(tid).and_then(|b| b.sched_ns).unwrap_or(0))).sum()
+    } else { 0 };
     let how = format!(
-        "threads of this process whose CPU time grew over the timed repetitions ({}); the runner \
-         built the rayon global pool with num_threads={} (RAYON_NUM_THREADS={}, which candle's gemm \
-         parallelism reads) and ran on a pool worker (rayon::current_num_threads()={pool_threads})",
+        "per_thread: CPU time of every thread of this process over the timed repetitions ({}); \
+         engine_reported: rayon::current_num_threads()={pool_threads} of the global pool the runner built \
+         with num_threads={} (RAYON_NUM_THREADS={}, which candle's gemm parallelism reads); the work runs \
+         on the pool's workers while the main thread blocks",
         if use_sched { "/proc/self/task/*/schedstat deltas" } else { "/proc/self/task/*/stat utime+stime deltas" },
         job.threads,
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
@@ -730,7 +760,7 @@ fn run(job: &Job) -> Result<Value> {
             "build": build_info(),
         },
         "measurement_boundary": "in-process",
-        "threads": {"requested": job.threads, "used": busy, "how": how},
+        "threads": {"requested": job.threads, "per_thread": per_task, "engine_reported": pool_threads, "how": how},
         "load_time_s": secs(load_time),
         "peak_rss_bytes": peak,
         "prompt_token_ids": prompt,
@@ -754,12 +784,10 @@ fn run(job: &Job) -> Result<Value> {
                 "rayon_current_num_threads": pool_threads,
                 "ran_on_rayon_worker": on_worker,
                 "candle_get_num_threads": candle_core::utils::get_num_threads(),
-                "busy_threads": busy,
                 "mean_threads_on_cpu": if use_sched && !window.is_zero() {
                     json!(busy_cpu_ns as f64 / 1e9 / secs(window)) } else { Value::Null },
                 "mean_threads_on_cpu_how": "sum of the threads' schedstat CPU time over the timed repetitions / their wall time",
                 "tasks_in_process": after.len(),
-                "per_task_cpu_over_timed_repetitions": per_task,
                 "window_s": secs(window),
             },
             "peak_rss": "VmHWM from /proc/self/status at the end of the run",
@@ -787,6 +815,11 @@ fn write_atomic(dir: &Path, value: &Value) -> Result<PathBuf> {
 }
 
 fn real_main() -> Result<()> {
+    let missing = missing_cpu_features();
+    if !missing.is_empty() {
+        bail!("this image's machine code needs CPU features this CPU lacks ({}): rebuild the candle image \
+               with --build-arg TARGET_CPU=native on this machine", missing.join(", "));
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--version" || a == "-V") {
         println!("{RUNNER} {} (candle {})", env!("CARGO_PKG_VERSION"), locked_version("candle-core").unwrap_or_default());
@@ -814,7 +847,7 @@ fn real_main() -> Result<()> {
     let result = rayon::scope(|_| run(&job))?;
     let dest = write_atomic(&job.output_dir, &result)?;
     let reps = result["repetitions"].as_array().map(Vec::len).unwrap_or(0);
-    eprintln!("{RUNNER}: wrote {} ({reps} repetitions, threads used {})", dest.display(), result["threads"]["used"]);
+    eprintln!("{RUNNER}: wrote {} ({reps} repetitions)", dest.display());
     Ok(())
 }
 

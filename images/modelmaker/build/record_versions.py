@@ -16,8 +16,9 @@ import os
 import platform
 import re
 import tomllib
-from importlib import metadata
 from pathlib import Path
+
+from installed import installed  # _shared/torch/installed.py, copied beside this file
 
 
 def smoke_test() -> dict:
@@ -44,12 +45,7 @@ def main() -> None:
     parser.add_argument("--expect", action="append", default=[], metavar="NAME=VERSION")
     args = parser.parse_args()
 
-    packages = {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions()}
-    for item in args.expect:
-        name, want = item.split("=", 1)
-        got = packages.get(name.lower())
-        if got is None or got.split("+")[0] != want:
-            raise SystemExit(f"expected {name}=={want}, installed {got}")
+    packages = installed(args.expect)
 
     torch_info = smoke_test()
     gguf_py = tomllib.loads((args.llama_cpp / "gguf-py" / "pyproject.toml").read_text())["project"]

@@ -46,7 +46,9 @@ def _starcoder_pre_tokenizer():
     ])
 
 
-PRE_TOKENIZERS = {"starcoder": _starcoder_pre_tokenizer}
+# "smollm" (SmolLM/SmolLM2) uses the very same regexes as "starcoder" in llama.cpp's
+# src/llama-vocab.cpp (one case label, clean_spaces = false for both).
+PRE_TOKENIZERS = {"starcoder": _starcoder_pre_tokenizer, "smollm": _starcoder_pre_tokenizer}
 
 # A name for the pre-tokenizer function in convert_hf_to_gguf (conversion/base.py).
 CONVERTER_SOURCES = ("conversion/base.py", "convert_hf_to_gguf.py")

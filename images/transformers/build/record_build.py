@@ -14,8 +14,9 @@ import argparse
 import json
 import os
 import platform
-from importlib import metadata
 from pathlib import Path
+
+from installed import installed  # _shared/torch/installed.py, copied beside this file
 
 
 def smoke_test() -> dict:
@@ -47,12 +48,7 @@ def main() -> None:
     parser.add_argument("--expect", action="append", default=[], metavar="NAME=VERSION")
     args = parser.parse_args()
 
-    packages = {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions()}
-    for item in args.expect:
-        name, want = item.split("=", 1)
-        got = packages.get(name.lower())
-        if got is None or got.split("+")[0] != want:
-            raise SystemExit(f"expected {name}=={want}, installed {got}")
+    packages = installed(args.expect)
 
     info = {
         "python": platform.python_version(),

@@ -1,0 +1,15 @@
+"""runnerkit: what every Python runner shares, standard library only (docs/contract.md).
+
+The orchestrator places this package, the job schema (cell.schema.json) and the ENGINE's
+options declaration (options.schema.json) into the IMAGE's build context as
+``_shared/runnerkit/``; a runner imports it from beside itself (/opt/engine/runnerkit).
+
+    job        read the job and check it against the contract's schema and the options
+    prompt     shape the prompt (repeat and cut to prompt_tokens), check the context
+    timing     one timed greedy repetition
+    proc       per-thread CPU seconds (a process tree too), peak memory (VmHWM)
+    result     assemble result.json and write it atomically
+    main       the entry point: exit 0 with a result, exit 1 with the reason on stderr
+"""
+
+CONTRACT_VERSION = 1

@@ -1,0 +1,220 @@
+"""A RUN as one file a colleague can send: records, MATRIX, image contexts, model manifests, host.
+
+``write`` packs a RUN folder into a tar.gz; ``extract`` unpacks one safely (no links, no
+paths outside the target) and ``read_manifest`` reads its bundle.json. Layout:
+
+    bundle.json                 what is inside and where it came from (BUNDLE_VERSION)
+    matrix.yaml                 the MATRIX exactly as the RUN was given it
+    host.json                   the RUN's host snapshot
+    run/run.json, run/cells/<cell-id>/record.json
+    models/<model-folder>/manifest.json     (and the model files with --with-models)
+    images/<engine>.tar         `docker save` of each ENGINE's IMAGE (with --with-images)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from orchestrator import __version__, rundata
+from orchestrator.errors import OrchestratorError, ResultError
+
+BUNDLE_VERSION = 1
+SUFFIX = ".orchestrate.tar.gz"
+
+
+class BundleError(OrchestratorError):
+    """A bundle cannot be written or read, or is refused; says which file and why."""
+
+    exit_code = 5
+
+
+def context_listing(image_dir: str) -> dict:
+    """This checkout's build context of images/<image_dir>: its tag and the sha256 of every file."""
+    from orchestrator import images
+
+    files = images.context_files(images.IMAGES_DIR / image_dir)
+    return {"tag": images.tag_for(image_dir),
+            "files": {rel: f"{mode:o}:{hashlib.sha256(content).hexdigest()}" for rel, content, mode in files}}
+
+
+def manifest(run: rundata.Run, run_doc: dict, contexts: dict[str, dict], model_dirs: dict[str, Path | None],
+             recipes: dict[str, dict | None], commit: tuple[str | None, bool | None], with_images: bool,
+             with_models: bool) -> dict:
+    """bundle.json (pure): the RUN's images and models beside this checkout's context hashes."""
+    from orchestrator.engines import ENGINES
+
+    image_rows = {}
+    for engine, image in run.info.images.items():
+        context = contexts[engine]
+        image_rows[engine] = {
+            "image_dir": ENGINES[engine].image_dir if engine in ENGINES else engine, "tag": image.tag,
+            "id": image.id, "base": image.base, "base_id": image.base_id,
+            "context": context, "context_matches_run": context["tag"] == image.tag,
+            "archive": f"images/{engine}.tar" if with_images else None}
+    model_rows = {}
+    for key, sha in run.info.models.items():
+        folder = model_dirs.get(key)
+        model_rows[key] = {"sha256": sha, "folder": folder.name if folder else None, "recipe": recipes.get(key),
+                           "path": run_doc["models"][key].get("path"), "included": with_models and folder is not None}
+    return {"bundle_version": BUNDLE_VERSION, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run_id": run.info.run_id, "run_status": run.info.status,
+            "orchestrator": {"version": __version__, "git_commit": commit[0], "git_dirty": commit[1]},
+            "images": image_rows, "models": model_rows}
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _json_bytes(document) -> bytes:
+    return (json.dumps(document, indent=2, allow_nan=False) + "\n").encode()
+
+
+def recipe(key: str) -> dict | None:
+    """This checkout's catalogue recipe of a '<model>/<format>' (everything that decides the bytes), if known."""
+    from orchestrator import catalogue
+
+    try:
+        entry = catalogue.get(key.split("/", 1)[0])
+    except OrchestratorError:
+        return None
+    return {"recipe_hash": entry.recipe_hash(), "spec": entry.spec()}
+
+
+def model_folder(key: str, recorded_path: str | None) -> Path | None:
+    """The store folder of a '<model>/<format>' the RUN used: from this checkout's catalogue, else the RUN's path."""
+    from orchestrator import catalogue, models
+
+    model_id = key.split("/", 1)[0]
+    try:
+        folder = models.folder(catalogue.get(model_id))
+    except OrchestratorError:
+        folder = None
+    if folder is not None and (folder / "manifest.json").is_file():
+        return folder
+    for parent in Path(recorded_path or "/").parents:
+        if (parent / "manifest.json").is_file():
+            return parent
+    return None
+
+
+def write(run_dir: Path, out: Path | None = None, with_images: bool = False, with_models: bool = False,
+          progress: Callable[[str], None] = print) -> Path:
+    """Pack a RUN folder into one tar.gz; return its path."""
+    from orchestrator.results import read_run
+    from orchestrator.run import git_commit
+
+    run_dir = Path(run_dir)
+    run_doc, records = read_run(run_dir)
+    run = rundata.Run.from_documents(run_doc, records, str(run_dir))
+    out = Path(out) if out else Path(f"{run.info.run_id}{SUFFIX}")
+    if out.exists():
+        raise BundleError(f"{out} exists; a bundle is never overwritten (name another --out)")
+    from orchestrator.engines import ENGINES
+
+    contexts = {engine: context_listing(ENGINES[engine].image_dir if engine in ENGINES else engine)
+                for engine in run.info.images}
+    for engine, context in contexts.items():
+        if context["tag"] != run.info.images[engine].tag:
+            progress(f"warning: images/{engine} of this checkout hashes to {context['tag']}, the RUN used "
+                     f"{run.info.images[engine].tag}: the checkout changed since the RUN (or the RUN predates "
+                     "tags by declared base); `reproduce` will refuse it without --force")
+    model_dirs = {key: model_folder(key, run_doc["models"][key].get("path")) for key in run.info.models}
+    missing = [key for key, folder in model_dirs.items() if folder is None]
+    if missing and with_models:
+        raise BundleError(f"--with-models: the model store has no folder for {', '.join(missing)}")
+    document = manifest(run, run_doc, contexts, model_dirs, {key: recipe(key) for key in run.info.models},
+                        git_commit(), with_images, with_models)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with tarfile.open(partial, "w:gz") as tar:
+            _add_bytes(tar, "bundle.json", _json_bytes(document))
+            _add_bytes(tar, "matrix.yaml", run.info.matrix_text.encode())
+            _add_bytes(tar, "host.json", _json_bytes(run_doc["host"]))
+            _add_bytes(tar, "run/run.json", _json_bytes(run_doc))
+            for record in records:
+                _add_bytes(tar, f"run/cells/{record['cell_id']}/record.json", _json_bytes(record))
+            for folder in dict.fromkeys(f for f in model_dirs.values() if f is not None):
+                tar.add(folder / "manifest.json", f"models/{folder.name}/manifest.json")
+                if with_models:
+                    progress(f"adding model files of {folder.name}")
+                    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"
+                                       and not any(part.startswith(".") for part in p.relative_to(folder).parts)):
+                        tar.add(path, f"models/{folder.name}/{path.relative_to(folder).as_posix()}")
+            if with_images:
+                _add_images(tar, run, out.parent, progress)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _add_images(tar: tarfile.TarFile, run: rundata.Run, scratch: Path, progress: Callable[[str], None]) -> None:
+    from orchestrator.dockerapi import Docker
+
+    docker = Docker()
+    for engine, image in run.info.images.items():
+        if docker.image_id(image.tag) is None:
+            raise BundleError(f"--with-images: image {image.tag} of {engine} is not on this machine")
+        progress(f"saving image {image.tag}")
+        archive = scratch / f".{engine}.{os.getpid()}.tar"
+        try:
+            docker.save(image.tag, archive)
+            tar.add(archive, f"images/{engine}.tar")
+        finally:
+            archive.unlink(missing_ok=True)
+
+
+def extract(bundle: Path, target: Path) -> Path:
+    """Unpack a bundle into ``target`` (regular files and folders only, nothing outside it)."""
+    bundle = Path(bundle)
+    if not bundle.is_file():
+        raise BundleError(f"{bundle} is not a file")
+    try:
+        with tarfile.open(bundle, "r:gz") as tar:
+            for member in tar.getmembers():
+                if not (member.isfile() or member.isdir()):
+                    raise BundleError(f"{bundle}: {member.name} is not a regular file; refused")
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"{bundle} is not a readable bundle: {exc}") from None
+    if not (target / "bundle.json").is_file() or not (target / "run" / "run.json").is_file():
+        raise BundleError(f"{bundle} is not a bundle: no bundle.json or run/run.json in it")
+    return target
+
+
+def read_manifest(folder: Path) -> dict:
+    """bundle.json of an extracted bundle; refuses a newer bundle version."""
+    try:
+        document = json.loads((Path(folder) / "bundle.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"bundle.json cannot be read: {exc}") from None
+    version = document.get("bundle_version")
+    if not isinstance(version, int) or version > BUNDLE_VERSION:
+        raise BundleError(f"bundle version {version!r} is not one this orchestrator reads (up to {BUNDLE_VERSION})")
+    return document
+
+
+def open_run(path: Path, scratch: Path) -> rundata.Run:
+    """A RUN folder, or a bundle unpacked under ``scratch``, read into a typed Run."""
+    path = Path(path)
+    if path.is_dir():
+        return rundata.load(path)
+    if not path.is_file():
+        raise ResultError(f"{path} is neither a RUN folder nor a bundle file")
+    folder = extract(path, Path(scratch) / f"bundle-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}")
+    read_manifest(folder)
+    run = rundata.load(folder / "run")
+    return rundata.Run(run.info, run.cells, str(path))

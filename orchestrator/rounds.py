@@ -1,0 +1,171 @@
+"""Run a RUN's CELLs as batches: rounds in a seeded, shuffled order, top-ups until the CV target, resumable.
+
+Each batch of a CELL lives in ``cells/<cell-id>/batches/<k>/`` (its container's job, output,
+log and record.json) with ``batch.json`` beside (round, position in the RUN, session, noise
+and frequency measured while it ran). After every batch the CELL's merged record.json is
+rewritten (sampling.complete false until the CELL is done). A batch folder without both
+files was cut short and runs again; so a RUN killed at any point resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from orchestrator import noise, sampling
+from orchestrator.plan import Cell
+from orchestrator.results import write_json_atomic, write_record
+
+RunBatch = Callable[[Cell, int, Path], dict]  # (cell, repetitions, batch folder) -> that batch's record
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One finished batch of a CELL: what batch.json says, and its record."""
+
+    meta: dict
+    record: dict
+
+
+def cell_done(cell_dir: Path) -> bool:
+    """Whether a CELL has an ok record whose sampling is complete (a record without sampling: ok is enough)."""
+    try:
+        record = json.loads((cell_dir / "record.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("status") == "ok" and (record.get("sampling") or {}).get("complete", True)
+
+
+def load_batches(cell_dir: Path) -> list[Batch]:
+    """The finished batches of a CELL in batch order; folders of batches cut short are removed."""
+    found = []
+    folder = cell_dir / "batches"
+    for path in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)) \
+            if folder.is_dir() else []:
+        try:
+            found.append(Batch(json.loads((path / "batch.json").read_text()),
+                               json.loads((path / "record.json").read_text())))
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return found
+
+
+def last_position(cells_dir: Path) -> int:
+    """The highest position of any finished batch of the RUN (0 before the first)."""
+    found = 0
+    for path in cells_dir.glob("*/batches/*/batch.json") if cells_dir.is_dir() else []:
+        try:
+            found = max(found, int(json.loads(path.read_text())["position"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def prepare(cells: tuple[Cell, ...], cells_dir: Path) -> tuple[set[str], dict[str, list[Batch]], list[dict]]:
+    """Before running: CELLs already done, the finished batches of the others, and CELLs cleared for a rerun.
+
+    A CELL whose record is not ok is run again from its first batch (its old record is reported).
+    """
+    done, batches, cleared = set(), {}, []
+    for cell in cells:
+        cell_dir = cells_dir / cell.cell_id
+        if cell_done(cell_dir):
+            done.add(cell.cell_id)
+            continue
+        try:
+            old = json.loads((cell_dir / "record.json").read_text())
+        except (OSError, ValueError):
+            old = None
+        if old is not None and old.get("status") != "ok":
+            cleared.append({"cell_id": cell.cell_id, "status": old.get("status"), "reason": old.get("reason")})
+            shutil.rmtree(cell_dir, ignore_errors=True)
+        batches[cell.cell_id] = load_batches(cell_dir)
+    return done, batches, cleared
+
+
+def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Path, session: int,
+              run_batch: RunBatch, cpus_of: Callable[[Cell], tuple[int, ...]], advertised: dict,
+              progress, on_batch: Callable[[dict], None] = lambda meta: None,
+              cleared_to: list | None = None) -> dict[str, dict]:
+    """Run every batch the policy asks for that is not on disk yet; return each CELL's final record by id.
+
+    ``on_batch`` hears of each finished batch; CELLs whose old not-ok record was cleared go to ``cleared_to``.
+    """
+    by_id = {c.cell_id: c for c in cells}
+    done, batches, cleared = prepare(cells, cells_dir)
+    if cleared_to is not None:
+        cleared_to.extend(cleared)
+    for entry in cleared:
+        progress(f"resume: {entry['cell_id']} ended {entry['status']} before; it runs again")
+    todo = [c.cell_id for c in cells if c.cell_id not in done]
+    position = 1 + last_position(cells_dir)
+    total = sum(1 for cid in todo for r in range(1, policy.rounds + 1) if len(batches[cid]) < r)
+    number = 0
+
+    def failed(cid: str) -> bool:
+        return any(b.record["status"] != "ok" for b in batches[cid])
+
+    def run_one(cid: str, round_number: int, size: int) -> None:
+        nonlocal position, number, total
+        cell, k = by_id[cid], len(batches[cid]) + 1
+        folder = cells_dir / cid / "batches" / str(k)
+        shutil.rmtree(folder, ignore_errors=True)
+        cpus = tuple(cpus_of(cell))
+        number += 1
+        total = max(total, number)
+        progress.cell_started(number, total, cell, ",".join(map(str, cpus)))
+        started = time.monotonic()
+        with noise.Watch(cpus) as watch:
+            record = run_batch(cell, size, folder)
+        meta = {"batch": k, "round": round_number, "position": position, "session": session,
+                "noise": noise.assess(watch.before, watch.after, cpus, record["outside"]["cpu_seconds"]),
+                "frequency": noise.frequency(watch.mhz, watch.source, cpus, advertised)}
+        write_json_atomic(folder / "batch.json", meta)
+        position += 1
+        batches[cid].append(Batch(meta, record))
+        # complete as soon as it is known: its rounds are run and no top-up is due (or a batch failed)
+        complete = failed(cid) or (len(batches[cid]) >= policy.rounds and not _wants_more(batches[cid], policy))
+        merged = sampling.combine([(b.meta, b.record) for b in batches[cid]], policy, complete=complete)
+        write_record(cells_dir / cid / "record.json", merged)
+        on_batch({"cell_id": cid, "batch": k, "round": round_number, "position": meta["position"],
+                  "status": record["status"]})
+        progress.cell_finished(number, total, cell, merged, time.monotonic() - started)
+
+    sizes = policy.round_sizes()
+    for round_number in range(1, policy.rounds + 1):
+        for cid in policy.order(todo, round_number):
+            if len(batches[cid]) < round_number and not failed(cid):
+                run_one(cid, round_number, sizes[round_number - 1])
+    extra = 0
+    while True:
+        needing = [cid for cid in todo if not failed(cid) and batches[cid] and _wants_more(batches[cid], policy)]
+        if not needing:
+            break
+        extra += 1
+        total += len(needing)
+        for cid in policy.order(needing, policy.rounds + extra):
+            run_one(cid, policy.rounds + extra, policy.top_up_size(_count(batches[cid])))
+    finals = {}
+    for cell in cells:
+        path = cells_dir / cell.cell_id / "record.json"
+        if cell.cell_id in done or cell_done(path.parent):
+            finals[cell.cell_id] = json.loads(path.read_text())
+        elif batches[cell.cell_id] and not cell_done(path.parent):
+            finals[cell.cell_id] = sampling.combine([(b.meta, b.record) for b in batches[cell.cell_id]], policy,
+                                                    complete=True)
+            write_record(path, finals[cell.cell_id])
+    return finals
+
+
+def _count(found: list[Batch]) -> int:
+    return sum(len(b.record["result"]["repetitions"]) for b in found if b.record["status"] == "ok")
+
+
+def _wants_more(found: list[Batch], policy: sampling.Sampling) -> bool:
+    """Whether a CELL's batches so far leave its CV above target with room for another batch."""
+    rates = [rate for b in found for rate in sampling.gen_rates(b.record)]
+    return policy.wants_more(rates) and policy.top_up_size(_count(found)) > 0

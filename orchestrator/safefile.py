@@ -1,0 +1,251 @@
+"""Read files another party may have planted: regular files only, bounded, never followed out of their folder.
+
+A CELL's container writes its output folder as it likes, and the orchestrator reads it
+on the host (often as root). So a RESULT is opened relative to its folder with
+``O_NOFOLLOW`` (a symlink is refused, never followed), must be a regular file with one
+link (not a FIFO, device, socket or directory, not a hard link to something else), is
+read up to a stated size, and is parsed as strict JSON within stated limits.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import re
+import stat
+from pathlib import Path
+
+from orchestrator.errors import OrchestratorError
+
+MAX_JSON_DEPTH = 32  # nesting of arrays/objects; a RESULT needs 5, a record 7
+MAX_INT_DIGITS = 19  # anything longer is beyond int64 and no measured quantity
+MAX_STRING_CHARS = 65536  # any single string in a JSON file read back
+QUOTE_CHARS = 200  # how much of a refused value is quoted in a message
+
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a symbolic link"}
+
+
+class Refused(OrchestratorError):
+    """A file was not read, or not parsed, because it is unsafe or malformed; says why."""
+
+    exit_code = 5
+
+    def __init__(self, where: str, detail: str):
+        self.where = where
+        self.detail = detail
+        super().__init__(f"{where}: {detail}")
+
+
+def quote(text: str, limit: int = QUOTE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def read_regular(path: Path, limit: int, *, contained: bool = False) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``), or Refused saying why.
+
+    With ``contained``, ``path.name`` is opened inside the folder ``path.parent`` and
+    neither the folder nor the file may be a symbolic link: nothing is followed out.
+    """
+    path = Path(path)
+    nofollow = os.O_NOFOLLOW if contained else 0
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow  # NONBLOCK: a FIFO must not hang us
+    folder_fd = None
+    try:
+        if contained:
+            folder_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path.name if contained else path, flags, dir_fd=folder_fd)
+    except OSError as exc:
+        raise Refused(str(path), _open_problem(exc)) from None
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
+    try:
+        info = os.fstat(fd)
+        kind = stat.S_IFMT(info.st_mode)
+        if kind != stat.S_IFREG:
+            raise Refused(str(path), f"it is {_KINDS.get(kind, 'not a regular file')}, not a regular file")
+        if contained and info.st_nlink > 1:
+            raise Refused(str(path), f"it has {info.st_nlink} hard links: it may be another file's contents")
+        if info.st_size > limit:
+            raise Refused(str(path), f"it is {info.st_size} bytes, more than the limit of {limit} bytes")
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise Refused(str(path), f"it grew past the limit of {limit} bytes while it was read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise Refused(str(path), f"cannot read it: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _open_problem(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link (or its folder is); links are never followed out of a folder"
+    if exc.errno == errno.ENOTDIR:
+        return "its folder is a symbolic link or not a folder; links are never followed out of a folder"
+    if exc.errno == errno.ENOENT:
+        return "it does not exist"
+    return f"cannot open it: {exc.strerror}"
+
+
+def parse_json(raw: bytes, what: str):
+    """Strict JSON from ``raw`` (UTF-8; no NaN/Infinity; bounded depth, integers and strings), or Refused."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise Refused(what, f"not UTF-8: byte 0x{raw[exc.start]:02x} at line {line} (offset {exc.start})") from None
+    fast = _parse_plainly_safe(text)
+    if fast is not _UNSURE:
+        return fast
+    try:
+        document = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int,
+                              object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise Refused(what, f"nested too deeply to parse (the limit is {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as exc:  # JSONDecodeError is a ValueError; so are the hooks' refusals
+        raise Refused(what, f"not strict JSON: {quote(str(exc))}") from None
+    problem = shape_problem(document)
+    if problem:
+        raise Refused(what, problem)
+    return document
+
+
+def shape_problem(document) -> str | None:
+    """What makes a parsed JSON document too deep, or holds a too-long string or non-finite number."""
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"nested deeper than {MAX_JSON_DEPTH} levels"
+            children = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in children:
+                if isinstance(key, str) and (len(key) > MAX_STRING_CHARS or not _encodable(key)):
+                    return f"a key of {len(key)} characters or with an unpaired surrogate: {quote(key, 60)!r}"
+                stack.append((value, depth + 1))
+        elif isinstance(node, str) and len(node) > MAX_STRING_CHARS:
+            return f"a string of {len(node)} characters (the limit is {MAX_STRING_CHARS}): {quote(node, 60)!r}"
+        elif isinstance(node, str) and not _encodable(node):
+            return f"a string with an unpaired surrogate escape, which no UTF-8 file can hold: {quote(node, 60)!r}"
+        elif isinstance(node, float) and not math.isfinite(node):
+            return f"a non-finite number ({node})"
+        elif isinstance(node, int) and not isinstance(node, bool) and len(str(abs(node))) > MAX_INT_DIGITS:
+            return f"an integer of more than {MAX_INT_DIGITS} digits"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (NaN and Infinity are refused)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {quote(text, 40)} is out of range (it reads as {value})")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _no_duplicates(pairs: list) -> dict:
+    document = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {quote(key, 60)!r} appears twice in one object")
+        document[key] = value
+    return document
+
+
+# --- Speed (issue 15) ---------------------------------------------------------------
+# The strict parse above calls a Python hook for every number and walks every value:
+# about 8 ms for a record of 5 x 64 tokens, minutes for 10,000 records. This fast path
+# accepts exactly the documents the strict path accepts, with the same result. orjson
+# parses (RFC 8259 strictly: no NaN/Infinity, no BOM, integers within 64 bits, about 6x
+# faster than json); then the same limits are checked (finite floats, integers of at most
+# MAX_INT_DIGITS digits, strings and keys of at most MAX_STRING_CHARS, depth at most
+# MAX_JSON_DEPTH), and duplicate keys are ruled out by counting: every key is a string
+# followed by a colon, so the text holds at least as many `"\s*:` as the document has
+# keys, and exactly as many only when no key was dropped as a duplicate. Anything it is
+# not sure of goes the strict way, which gives the reason.
+_UNSURE = object()
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_KEY_END = re.compile(r'"\s*:')
+_INT_LIMIT = 10 ** MAX_INT_DIGITS  # an integer of more than MAX_INT_DIGITS digits is >= this
+_WIDE = 2 ** 63  # orjson reads an integer beyond 64 bits as a float: such floats go the strict way
+
+
+def _parse_plainly_safe(text: str):
+    """The parsed document when it is plainly within every limit, else ``_UNSURE``.
+
+    Keep in step with ``shape_problem`` and the hooks: every rule they apply is checked
+    here too, or the document is sent the strict way (tests/unit/test_safefile_fast.py).
+    """
+    import orjson
+
+    if _SURROGATE_ESCAPE.search(text) or text.startswith("\ufeff"):
+        return _UNSURE  # a \\uD800-\\uDFFF escape may make an unpaired surrogate; json refuses a BOM
+    try:
+        document = orjson.loads(text)
+    except (orjson.JSONDecodeError, RecursionError):
+        return _UNSURE
+    keys = [0]
+    # A text no longer than MAX_STRING_CHARS holds no string or key longer than that.
+    long_strings = len(text) > MAX_STRING_CHARS
+    if not _within_limits([document], 0, keys, long_strings):  # wrapped: the top level may be a scalar
+        return _UNSURE
+    return document if len(_KEY_END.findall(text)) == keys[0] else _UNSURE
+
+
+def _within_limits(node, depth: int, keys: list[int], long_strings: bool) -> bool:
+    if depth > MAX_JSON_DEPTH:
+        return False
+    if type(node) is dict:
+        keys[0] += len(node)
+        if long_strings and node and max(map(len, node)) > MAX_STRING_CHARS:
+            return False
+        values = node.values()
+    else:
+        values = node
+        try:  # a list of plain numbers (token ids, latencies): checked in C
+            if node and math.isfinite(sum(node)) and -_WIDE < min(node) and max(node) < _WIDE:
+                return True  # a finite sum means every number is finite
+        except (TypeError, OverflowError):
+            pass  # strings, nulls, containers or huge integers: value by value
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if not (math.isfinite(value) and -_WIDE < value < _WIDE):
+                return False
+        elif kind is int:
+            if not -_INT_LIMIT < value < _INT_LIMIT:
+                return False
+        elif kind is str:
+            if long_strings and len(value) > MAX_STRING_CHARS:
+                return False
+        elif kind is dict or kind is list:
+            if not _within_limits(value, depth + 1, keys, long_strings):
+                return False
+    return True

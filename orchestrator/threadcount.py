@@ -1,0 +1,80 @@
+"""Threads used: one rule, applied by the orchestrator to the raw per-thread CPU seconds a runner reports.
+
+Runners do not decide how many threads an engine ran with. They report, for every thread
+of the processes that run the engine (the runner's own process, or a server's process
+tree), the CPU seconds it ran during the timed repetitions, plus whatever thread count
+the engine itself reports. :func:`derive` turns that into one verdict, the same for every
+ENGINE; a verdict that differs from the CELL's thread count makes the CELL invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+# A thread counts as used when it ran at least this share of the busiest thread's CPU time
+# over the timed repetitions: compute threads do comparable shares of the work, while
+# helper threads (loggers, a tokenizer pool, a blocked main thread) stay far below.
+ACTIVE_SHARE = 0.10
+# Below this much CPU time on the busiest thread the figures are too coarse to count from
+# (stat's clock ticks are 10 ms); the engine's own figure is used instead.
+MIN_BUSIEST_S = 0.001
+RULE = (f"threads whose CPU time over the timed repetitions is >= {ACTIVE_SHARE:.0%} of the busiest thread's, "
+        f"over every thread of the engine's processes; when the busiest ran under {MIN_BUSIEST_S * 1000:g} ms, "
+        f"the engine's own figure")
+
+
+@dataclass(frozen=True)
+class ThreadCpu:
+    """CPU seconds one thread ran during the timed repetitions."""
+
+    tid: int
+    cpu_s: float
+    name: str = ""
+    pid: int | None = None  # the process it belongs to, when the runner reports several
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How many threads a CELL's engine ran with, and from what."""
+
+    requested: int
+    used: int | None  # None: nothing to count from
+    basis: str  # "per-thread CPU", "engine" or "none"
+    counted: tuple[int, ...]  # tids of the threads counted as used
+    engine_reported: int | None
+    busiest_cpu_s: float | None
+
+    def to_json(self) -> dict:
+        return {"requested": self.requested, "used": self.used, "basis": self.basis, "rule": RULE,
+                "counted_tids": list(self.counted), "engine_reported": self.engine_reported,
+                "busiest_cpu_s": self.busiest_cpu_s}
+
+    def problem(self) -> str | None:
+        """Why the verdict makes the CELL invalid, or None."""
+        if self.used is None:
+            return "threads used cannot be derived: the result has no per-thread CPU times and no engine figure"
+        if self.used != self.requested:
+            return (f"the engine ran with {self.used} threads ({self.basis}: {len(self.counted) or self.used} "
+                    f"counted by the rule; engine reported {self.engine_reported}), the cell asked for "
+                    f"{self.requested}")
+        return None
+
+
+def derive(requested: int, per_thread: Sequence[ThreadCpu], engine_reported: int | None) -> Verdict:
+    """The one rule: count the threads that did a comparable share of the work (pure)."""
+    busiest = max((t.cpu_s for t in per_thread), default=0.0)
+    if per_thread and busiest >= MIN_BUSIEST_S:
+        counted = tuple(sorted(t.tid for t in per_thread if t.cpu_s >= ACTIVE_SHARE * busiest))
+        return Verdict(requested, len(counted), "per-thread CPU", counted, engine_reported, busiest)
+    if engine_reported is not None:
+        return Verdict(requested, engine_reported, "engine", (), engine_reported, busiest if per_thread else None)
+    return Verdict(requested, None, "none", (), None, busiest if per_thread else None)
+
+
+def from_result(requested: int, result: Mapping[str, Any]) -> Verdict:
+    """The verdict for a schema-valid RESULT's ``threads`` object, against the CELL's thread count."""
+    threads = result["threads"]
+    per_thread = [ThreadCpu(int(t["tid"]), float(t["cpu_s"]), t.get("name", ""), t.get("pid"))
+                  for t in threads.get("per_thread") or []]
+    return derive(requested, per_thread, threads.get("engine_reported"))

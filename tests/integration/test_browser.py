@@ -1,0 +1,72 @@
+"""report.html in a real browser: headless Chromium (Debian's package) with the network cut.
+
+The page comes from `orchestrate report` on a RUN folder of made-up records
+(tests/unit/runfolder.py). Asserted: no console error or page error, no request but the
+file itself, every chart drawn by plotly.js with its data, and one TABLE row per CELL. A
+screenshot is kept as a test artifact under ``$ORCHESTRATE_TEST_ARTIFACTS`` (default
+results/test-artifacts/).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.unit.runfolder import made_up_records, write_run
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = Path(os.environ.get("ORCHESTRATE_TEST_ARTIFACTS", ROOT / "results" / "test-artifacts"))
+EXPECTED_CHARTS = 8  # decode, prefill, TTFT, ITL, thread scaling, size x speed, size x memory, agreement
+
+
+def chromium() -> str:
+    """Debian's chromium (`make host-deps` installs it); no download of a browser of our own."""
+    found = os.environ.get("ORCHESTRATE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    # No skip: without a browser this test must fail, not pass silently.
+    assert found, "no chromium on PATH: run `make host-deps` (apt-get install chromium) or set ORCHESTRATE_CHROMIUM"
+    return found
+
+
+def test_report_renders_offline_in_chromium(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    run_dir = write_run(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "report", str(run_dir)], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    page_file = run_dir / "report.html"
+    problems, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1400, "height": 1000})
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://")
+                          else route.abort())  # belt and braces: nothing but the file may load
+            page = context.new_page()
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_file.as_uri())
+            page.wait_for_selector("body[data-charts-rendered]", timeout=60_000)
+            charts = page.evaluate("""() => Array.from(document.querySelectorAll('div.chart')).map(d => ({
+                id: d.id, traces: (d.data || []).length, svg: d.querySelectorAll('svg.main-svg').length,
+                marks: d.querySelectorAll('.point, .bars path, .boxes path, .scatterlayer .js-line').length}))""")
+            rows = page.evaluate("() => document.querySelectorAll('#cells tbody tr').length")
+            first = page.evaluate("() => document.querySelector('#cells tbody tr td').textContent")
+            page.click("#cells th:nth-child(1)")
+            page.click("#cells th:nth-child(1)")  # descending: the largest cell id first
+            after = page.evaluate("() => document.querySelector('#cells tbody tr td').textContent")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == [], problems
+    assert requests == [page_file.as_uri()], requests
+    assert len(charts) == EXPECTED_CHARTS
+    assert all(c["traces"] > 0 and c["svg"] > 0 and c["marks"] > 0 for c in charts), json.dumps(charts)
+    assert rows == len(made_up_records())
+    assert first != after and after == max(r["cell_id"] for r in made_up_records())
+    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
