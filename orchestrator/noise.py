@@ -22,6 +22,7 @@ SAMPLE_EVERY_S = 0.25
 STEAL_LIMIT = 0.01  # the hypervisor ran someone else on our vCPUs for more than 1 % of the time
 OTHER_LIMIT = 0.05  # other processes used more than 5 % of the CELL's cores
 # Any swap-in (pswpin > 0) and any increase of a thermal throttle counter is flagged.
+CAVEAT = {"/proc/cpuinfo cpu MHz": " (no cpufreq: the kernel's figure, on a VM often the nominal clock)"}
 
 
 def _ticks_per_s() -> int:
@@ -187,8 +188,8 @@ def frequency(mhz: list[float], source: str | None, cpus: tuple[int, ...], adver
     """The frequency for per-GHz figures: the mean sampled during the batch, else the advertised one (pure)."""
     if mhz:
         return {"ghz": round(sum(mhz) / len(mhz) / 1000, 4),
-                "source": f"measured: mean of {len(mhz)} samples of {source} over CPUs "
-                          f"{','.join(map(str, cpus))} during the CELL", "samples": len(mhz),
+                "source": f"sampled: mean of {len(mhz)} readings of {source} over CPUs "
+                          f"{','.join(map(str, cpus))} during the CELL{CAVEAT.get(source, '')}", "samples": len(mhz),
                 "sampler": source, "cpus": list(cpus)}
     if advertised.get("ghz"):
         return {"ghz": advertised["ghz"], "source": f"advertised: {advertised.get('source')} (nothing sampled "

@@ -54,12 +54,12 @@ def load_batches(cell_dir: Path) -> list[Batch]:
     return found
 
 
-def last_position(cells_dir: Path) -> int:
-    """The highest position of any finished batch of the RUN (0 before the first)."""
+def last_position(cells_dir: Path, key: str = "position") -> int:
+    """The highest position (or round) of any finished batch of the RUN (0 before the first)."""
     found = 0
     for path in cells_dir.glob("*/batches/*/batch.json") if cells_dir.is_dir() else []:
         try:
-            found = max(found, int(json.loads(path.read_text())["position"]))
+            found = max(found, int(json.loads(path.read_text())[key]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found
@@ -137,16 +137,20 @@ def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Pat
 
     sizes = policy.round_sizes()
     for round_number in range(1, policy.rounds + 1):
+        if policy.rounds > 1:
+            progress(f"round {round_number} of {policy.rounds}: {len(todo)} CELL(s), order shuffled with seed "
+                     f"{policy.seed}")
         for cid in policy.order(todo, round_number):
             if len(batches[cid]) < round_number and not failed(cid):
                 run_one(cid, round_number, sizes[round_number - 1])
-    extra = 0
+    extra = max(0, last_position(cells_dir, "round") - policy.rounds)  # a resumed RUN continues its numbering
     while True:
         needing = [cid for cid in todo if not failed(cid) and batches[cid] and _wants_more(batches[cid], policy)]
         if not needing:
             break
         extra += 1
         total += len(needing)
+        progress(f"top-up {extra}: {len(needing)} CELL(s) above the CV target {policy.cv_target:g} get more repetitions")
         for cid in policy.order(needing, policy.rounds + extra):
             run_one(cid, policy.rounds + extra, policy.top_up_size(_count(batches[cid])))
     finals = {}

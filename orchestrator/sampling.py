@@ -21,7 +21,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from orchestrator import certainty
+from orchestrator import certainty, noise
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,9 @@ def _frequency(per_batch: list[dict]) -> dict:
         samples = sum(f["samples"] for f in measured)
         ghz = sum(f["ghz"] * f["samples"] for f in measured) / samples
         return {"ghz": round(ghz, 4), "samples": samples,
-                "source": f"measured: mean of {samples} samples of {measured[0]['sampler']} over CPUs "
-                          f"{','.join(map(str, measured[0]['cpus']))} during the CELL's batches"}
+                "source": f"sampled: mean of {samples} readings of {measured[0]['sampler']} over CPUs "
+                          f"{','.join(map(str, measured[0]['cpus']))} during the CELL's batches"
+                          + noise.CAVEAT.get(measured[0]["sampler"], "")}
     return dict(per_batch[0]) if per_batch else {"ghz": None, "source": None, "reason": "no batch ran"}
 
 

@@ -4,7 +4,10 @@ Runners do not decide how many threads an engine ran with. They report, for ever
 of the processes that run the engine (the runner's own process, or a server's process
 tree), the CPU seconds it ran during the timed repetitions, plus whatever thread count
 the engine itself reports. :func:`derive` turns that into one verdict, the same for every
-ENGINE; a verdict that differs from the CELL's thread count makes the CELL invalid.
+ENGINE. More threads than the CELL asked for make the CELL invalid (its figures are not
+for that thread count); fewer is a finding about the engine, not a broken CELL: an engine
+may leave threads idle on a small model, or ignore its thread setting. The CELL stays ok
+and the verdict's note (shown in the TABLE as threads used) says so.
 """
 
 from __future__ import annotations
@@ -48,17 +51,25 @@ class Verdict:
     def to_json(self) -> dict:
         return {"requested": self.requested, "used": self.used, "basis": self.basis, "rule": RULE,
                 "counted_tids": list(self.counted), "engine_reported": self.engine_reported,
-                "busiest_cpu_s": self.busiest_cpu_s}
+                "busiest_cpu_s": self.busiest_cpu_s, "note": self.shortfall()}
 
     def problem(self) -> str | None:
-        """Why the verdict makes the CELL invalid, or None."""
+        """Why the verdict makes the CELL invalid (no count, or more threads than asked), or None."""
         if self.used is None:
             return "threads used cannot be derived: the result has no per-thread CPU times and no engine figure"
-        if self.used != self.requested:
+        if self.used > self.requested:
             return (f"the engine ran with {self.used} threads ({self.basis}: {len(self.counted) or self.used} "
                     f"counted by the rule; engine reported {self.engine_reported}), the cell asked for "
                     f"{self.requested}")
         return None
+
+    def shortfall(self) -> str | None:
+        """A note when the engine did real work on fewer threads than the CELL gave it (the CELL stays ok)."""
+        if self.used is None or self.used >= self.requested:
+            return None
+        return (f"the engine did a comparable share of the work on {self.used} of the {self.requested} threads it "
+                f"was given (engine reported {self.engine_reported}); the others stayed below "
+                f"{ACTIVE_SHARE:.0%} of the busiest thread's CPU time")
 
 
 def derive(requested: int, per_thread: Sequence[ThreadCpu], engine_reported: int | None) -> Verdict:

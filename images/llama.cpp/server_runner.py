@@ -38,6 +38,17 @@ SEED = 42
 log = main.log
 
 
+def cpu_path(server_log: str) -> dict:
+    """Which ggml CPU variant llama-server loaded, from its own "loaded CPU backend from" log line."""
+    found = re.search(r"loaded CPU backend from (\S+)", server_log)
+    library = found.group(1) if found else None
+    variant = re.sub(r"^libggml-cpu-|\.so$", "", library.rsplit("/", 1)[-1]) if library else "built-in (static)"
+    amx = bool(re.search(r"AMX_INT8 = 1", server_log))
+    return {"variant": variant, "library": library, "amx": amx,
+            "how": "the line ggml_backend_load_all() printed in llama-server's log",
+            "summary": f"ggml CPU variant {variant}" + ("" if amx else " (no AMX)")}
+
+
 def free_port() -> int:
     """A TCP port on loopback that nobody listens on now."""
     import socket
@@ -84,6 +95,7 @@ def repetition(client: serverclient.Client, index: int, ids: list[int], gen_toke
                                                  "cache_n")}
     server["stop_type"] = streamed.final.get("stop_type")
     server["events"] = streamed.events
+    server["generation_settings"] = streamed.final.get("generation_settings")
     return rep, server
 
 
@@ -126,18 +138,25 @@ def measure(job: jobs.Job, server: serverclient.Server, client: serverclient.Cli
             rep, timings = repetition(client, index, ids, job.gen_tokens)
             reps.append(rep)
             server_timings.append(timings)
+            if index:  # the effective sampling settings are kept once, from the first timed request
+                timings.pop("generation_settings", None)
             log(f"rep {index + 1}/{job.repetitions}: ttft {rep['ttft_s'] * 1000:.2f} ms, decode "
                 f"{rep['decode_s']:.4f} s ({(job.gen_tokens - 1) / rep['decode_s']:.1f} tok/s at the client, "
                 f"{timings['predicted_n'] / timings['predicted_ms'] * 1000:.1f} by the server)")
     peak = proc.vm_hwm_bytes(server.pid)
-    reported = reported_threads(log_path.read_text(errors="replace"))
+    server_log = log_path.read_text(errors="replace")
+    reported = reported_threads(server_log)
+    # Which CPU variant ggml loaded and what it reports: the same facts the llama.cpp runner records.
+    facts = [line.strip() for line in server_log.splitlines()
+             if re.search(r"load_backend|system_info|CPU_REPACK|flash_attn|n_ctx", line)][:20]
     threads = result.threads(job, window, reported,
                              "the n_threads llama-server printed at start (system_info), from -t/-tb = the CELL's "
                              "threads; per_thread covers the llama-server process (HTTP and compute threads)")
     engine = {"name": ENGINE_NAME, "version": (result.read_build_info() or {}).get("engine_version")
               or os.environ.get("ORCHESTRATE_ENGINE_VERSION", "unknown"),
               "build": {"image": result.read_build_info(), "server_build_info": props.get("build_info"),
-                        "server": "llama-server from the same llama.cpp tree as the llama.cpp ENGINE"}}
+                        "server": "llama-server from the same llama.cpp tree as the llama.cpp ENGINE",
+                        "cpu_path": cpu_path(server_log)}}
     extra = {
         "timing_definitions": {
             "clock": "time.perf_counter in the runner (the HTTP client), over loopback",
@@ -152,9 +171,10 @@ def measure(job: jobs.Job, server: serverclient.Server, client: serverclient.Cli
         "server_timings": server_timings,
         "server_command": command,
         "server_model_meta": meta,
-        "server_generation_settings": props.get("default_generation_settings", {}).get("params"),
+        "server_generation_settings": server_timings[0].get("generation_settings") if server_timings else None,
         "request": request_body(["<prompt ids>"], job.gen_tokens),
         "per_thread_source": window.source,
+        "server_log_facts": facts,
         "peak_rss": "VmHWM of the llama-server process",
     }
     document = result.document(job, engine, threads, load_time_s, peak, ids, reps, extra,

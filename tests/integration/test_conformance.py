@@ -159,8 +159,14 @@ def normal_problems(record: dict, engine: str, threads: int) -> list[str]:
     if not figures.get("per_thread") or any(t["cpu_s"] < 0 for t in figures["per_thread"]):
         check("threads.per_thread: raw per-thread CPU seconds are missing")
     verdict = record["threads"]
-    if verdict["basis"] != "per-thread CPU" or verdict["used"] != threads:
+    if verdict["basis"] != "per-thread CPU" or not 1 <= verdict["used"] <= threads:
         check(f"threads used {verdict['used']} ({verdict['basis']}), the job asked {threads}")
+    # The contract: the engine starts the threads the job gives it. How many of them then do a
+    # comparable share of the work is a measurement (threads used), not a contract question:
+    # an engine may leave one idle on this small model.
+    ran = sum(1 for t in figures.get("per_thread") or [] if t["cpu_s"] > 0)
+    if ran < threads:
+        check(f"only {ran} thread(s) ran at all during the timed repetitions, the job asked {threads}")
     if not result["load_time_s"] >= 0:
         check("load_time_s")
     if result["peak_rss_bytes"] is None and "peak_rss_bytes" not in result.get("unmeasured", {}):
@@ -249,4 +255,4 @@ def test_the_suite_fails_a_runner_that_miscounts_threads(docker, logs_dir, tinys
     record = suite.run("normal")
     assert record["result"]["threads"]["engine_reported"] == 2  # what the runner claims
     problems = normal_problems(record, "testengine", threads=2)
-    assert any("ran with 1 threads" in p for p in problems), problems
+    assert any("only 1 thread(s) ran at all" in p for p in problems), problems

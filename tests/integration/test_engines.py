@@ -5,11 +5,18 @@ from orchestrator.engines import ENGINES
 from orchestrator.results import read_run
 from orchestrator.run import execute_run
 
-REAL_ENGINES = sorted(name for name, engine in ENGINES.items() if not engine.test_only)
 # Quantized llama.cpp formats are here on purpose: they take the CPU paths (AMX on some
-# Xeons) that a native build once crashed on (SIGILL), while F32 ran.
-FORMATS = {"llama.cpp": ["gguf-f32", "gguf-q8_0", "gguf-q4_0"], "onnxruntime": ["onnx"],
+# Xeons) that a native build once crashed on (SIGILL), while F32 ran. Ollama and SmallMind
+# need a container registry to build: tests/integration/test_engines_registry.py covers them.
+FORMATS = {"llama.cpp": ["gguf-f32", "gguf-q8_0", "gguf-q4_0"], "llama-server": ["gguf-f32"], "onnxruntime": ["onnx"],
            "transformers": ["safetensors"], "candle": ["safetensors", "gguf-q8_0", "gguf-q4_0"]}
+REAL_ENGINES = sorted(FORMATS)
+NEEDS_REGISTRY = {"ollama", "smallmind"}
+
+
+def test_every_real_engine_is_run_here_or_needs_a_registry():
+    real = {name for name, engine in ENGINES.items() if not engine.test_only}
+    assert real == set(REAL_ENGINES) | NEEDS_REGISTRY
 
 
 def test_every_engine_runs_a_cell_and_agrees_with_llamacpp(tmp_path, tinystories_all, no_leftovers):

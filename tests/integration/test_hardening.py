@@ -1,6 +1,7 @@
 """The locked-down CELL container, proved from Docker's own view of a real RUN's container (inspect and top)."""
 
 import json
+from pathlib import Path
 
 from orchestrator.dockerapi import LABEL
 from orchestrator.execute import RUNNER_USER
@@ -38,7 +39,8 @@ def test_a_cells_container_is_locked_down_as_docker_sees_it(tmp_path, docker, fa
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert set(mounts) == {"/job", "/models", "/out"}
     assert mounts["/job"]["RW"] is False and mounts["/models"]["RW"] is False
-    assert mounts["/out"]["RW"] is True and mounts["/out"]["Source"] == str(run_dir / "cells" / cell / "out")
+    out = Path(mounts["/out"]["Source"])  # the CELL's own output folder (one per batch of repetitions)
+    assert mounts["/out"]["RW"] is True and out.name == "out" and (run_dir / "cells" / cell) in out.parents
     assert set(host["Tmpfs"]) == {"/tmp"}
     assert host["Memory"] == MEMORY and host["MemorySwap"] == MEMORY  # no swap beyond the limit
     assert host["PidsLimit"] == 512

@@ -80,11 +80,17 @@ def test_an_ok_cell_gets_a_record_with_the_threads_verdict(tmp_path):
     assert {m.container: m.read_only for m in spec.mounts} == {"/job": True, "/models": True, "/out": False}
 
 
-def test_a_runner_that_miscounts_threads_makes_the_cell_invalid(tmp_path):
+def test_a_runner_that_uses_fewer_threads_is_ok_with_a_note(tmp_path):
     docker = FakeDocker(lambda job: good_result(job["cell_id"], job["threads"], busy=1))
     done = execute.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell")
-    assert done["status"] == "invalid" and "ran with 1 threads" in done["reason"]
+    assert done["status"] == "ok" and "1 of the 2 threads" in done["threads"]["note"]
     assert done["threads"]["used"] == 1 and done["result"]["threads"]["engine_reported"] == 2
+
+
+def test_a_runner_that_uses_more_threads_makes_the_cell_invalid(tmp_path):
+    docker = FakeDocker(lambda job: good_result(job["cell_id"], job["threads"], busy=3))
+    done = execute.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell")
+    assert done["status"] == "invalid" and "ran with 3 threads" in done["reason"]
 
 
 def test_a_refused_job_is_crashed_with_the_log_tail(tmp_path):

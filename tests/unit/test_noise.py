@@ -41,7 +41,7 @@ def test_unknown_cell_cpu_leaves_other_processes_unmeasured():
 
 def test_frequency_measured_else_advertised_else_null_with_reason():
     measured = noise.frequency([2000.0, 3000.0], "scaling_cur_freq", (2, 3), {"ghz": 3.5, "source": "max"})
-    assert measured["ghz"] == 2.5 and measured["source"].startswith("measured") and "2,3" in measured["source"]
+    assert measured["ghz"] == 2.5 and measured["source"].startswith("sampled") and "2,3" in measured["source"]
     advertised = noise.frequency([], None, (1,), {"ghz": 3.5, "source": "cpuinfo_max_freq"})
     assert advertised["ghz"] == 3.5 and advertised["source"].startswith("advertised: cpuinfo_max_freq")
     unknown = noise.frequency([], None, (1,), {"ghz": None, "reason": "no MHz on arm64"})

@@ -54,13 +54,20 @@ def test_schema_violation_is_invalid_with_the_message(tmp_path):
     assert status is CellStatus.INVALID and "'ttft_s' is a required property" in reason
 
 
-def test_thread_mismatch_is_caught(tmp_path):
+def test_more_threads_than_asked_is_caught(tmp_path):
     result = record(threads=2)["result"]
-    result["threads"]["per_thread"] = per_thread(busy=1, idle=3)  # the engine says 2, one thread worked
+    result["threads"]["per_thread"] = per_thread(busy=3, idle=1)  # the engine says 2, three threads worked
     status, reason, kept = judge(job(threads=2), 0, False, False, "", write_result(tmp_path, result))
     assert status is CellStatus.INVALID
-    assert "ran with 1 threads" in reason and "asked for 2" in reason
+    assert "ran with 3 threads" in reason and "asked for 2" in reason
     assert kept is not None  # schema-valid results are kept for inspection
+
+
+def test_fewer_threads_than_asked_keeps_the_cell_ok(tmp_path):
+    result = record(threads=2)["result"]
+    result["threads"]["per_thread"] = per_thread(busy=1, idle=3)  # the engine says 2, one thread worked
+    status, reason, _ = judge(job(threads=2), 0, False, False, "", write_result(tmp_path, result))
+    assert status is CellStatus.OK and reason is None
 
 
 def test_consistency_checks():

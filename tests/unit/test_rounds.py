@@ -104,3 +104,16 @@ def test_a_cell_that_failed_runs_again_on_resume_and_the_others_do_not(tmp_path)
     assert again.calls == [(CELLS[1].cell_id, 2)]
     assert cleared == [{"cell_id": CELLS[1].cell_id, "status": "crashed", "reason": "boom"}]
     assert all(f["status"] == "ok" for f in finals.values())
+
+
+def test_a_resumed_run_continues_the_numbering_of_top_up_passes(tmp_path):
+    noisy = lambda cid, n: 0.03 if (n // 10) % 2 else 0.05  # noqa: E731 - batch by batch: above any target
+    policy = sampling.Sampling(2, 6, 0.001, 2, 3, True)
+    with pytest.raises(KeyboardInterrupt):
+        run(Fake(noisy, stop_after=8), tmp_path, policy)  # 6 batches in rounds 1-2, 2 in top-up 1 (round 3)
+    finals = run(Fake(noisy), tmp_path, policy, session=2)
+    for final in finals.values():
+        found = [b["round"] for b in final["sampling"]["batches"]]
+        assert found == sorted(set(found)) and final["cell"]["repetitions"] == 6  # no round used twice
+    second = [b for f in finals.values() for b in f["sampling"]["batches"] if b["session"] == 2]
+    assert second and min(b["round"] for b in second) >= 3
