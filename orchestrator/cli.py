@@ -79,6 +79,7 @@ def cmd_merge(args) -> int:
     written = combine.write(merged, Path(args.out))
     print(combine.summary(merged))
     print(f"TABLE: {written['cells.md']} (also cells.csv, cells.json, repetitions.*)")
+    print(f"REPORT: {written['report.html']}")
     for cell_id, reason in merged.refused.items():
         _say(f"refused {cell_id}: {reason}")
     missing = combine.unmeasured(merged.cells) if args.require_measured else []
@@ -260,7 +261,7 @@ def cmd_compare(args) -> int:
     if args.out:
         from orchestrator.reproduce import write_report
 
-        _say(f"report written to {write_report(Path(args.out), a, b, compared, noise)} (also .csv, .json)")
+        _say(f"report written to {write_report(Path(args.out), a, b, compared, noise)} (also .csv, .json, .html)")
     return _compare_outcome(comparereport.EXPORTERS[args.format](a, b, compared, noise), compared, args.fail_on)
 
 
@@ -281,7 +282,7 @@ def cmd_reproduce(args) -> int:
     noise = compare.fraction(args.noise, "--noise")
     done = reproduce.reproduce(Path(args.bundle), Path(args.results), args.force, _say, noise=noise)
     _say(f"RUN {done.new.info.run_id} reproduces {done.original.info.run_id}: {done.run_dir}")
-    _say(f"compare report: {done.report} (also compare.csv, compare.json)")
+    _say(f"compare report: {done.report} (also compare.csv, compare.json, compare.html)")
     return _compare_outcome(done.report.read_text(), done.compared, args.fail_on)
 
 

@@ -49,6 +49,7 @@ class Merged:
     machines: dict[str, list[dict]]  # machine -> the facts of each of its RUNs
     refused: dict[str, str]  # cell id -> why it was not merged
     missing: tuple[str, ...]  # cells of the PLAN that no RUN recorded
+    runs: tuple[dict, ...] = ()  # each merged RUN's run.json, for the environment of report.html
 
 
 def machine_key(host: dict) -> str:
@@ -150,7 +151,8 @@ def combine(sources: list[Source]) -> Merged:
     reps = _ordered(rep_frames, order, machines, ["repetition"])
     recorded = {r["cell_id"] for s in sources for r in s.records}
     facts = {m: [_run_facts(s) for s in sources if s.machine == m] for m in machines}
-    return Merged(cells, reps, facts, refused, tuple(c for c in order if c not in recorded))
+    return Merged(cells, reps, facts, refused, tuple(c for c in order if c not in recorded),
+                  tuple(s.run for s in sources))
 
 
 def _plan_order(sources: list[Source]) -> list[str]:
@@ -231,7 +233,9 @@ def markdown_page(merged: Merged) -> str:
 
 
 def write(merged: Merged, out: Path) -> dict[str, Path]:
-    """Write merge.json and tables/cells.* and repetitions.* (as for a single RUN) under ``out``."""
+    """Write merge.json, tables/cells.* and repetitions.* (as for a single RUN) and report.html under ``out``."""
+    from orchestrator import htmlviews
+
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty; merge into a new folder")
@@ -245,6 +249,8 @@ def write(merged: Merged, out: Path) -> dict[str, Path]:
             path = tables / f"{name}.{fmt}"
             path.write_text(markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame))
             written[f"{name}.{fmt}"] = path
+    (out / "report.html").write_text(htmlviews.merged_page(merged))
+    written["report.html"] = out / "report.html"
     return written
 
 

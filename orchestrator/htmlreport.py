@@ -200,29 +200,43 @@ def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | Non
     figures = (charts.speed_figures(rows) + charts.latency_figure(rows, records)
                + charts.scaling_figures(rows, parameters(run)) + charts.agreement_figure(rows))
     extra = [c for c in ("perplexity",) if rows and c in rows[0]]
-    script, version = plotly_js()
     ok = sum(1 for r in rows if r["status"] == "ok")
     host = run.get("host", {})
     shown = [r for r in rows if r["status"] == "ok"]
     capped = (f"<p class='note'>Charts show the first {charts.MAX_CELLS} of {len(shown)} ok CELLs (plan order); "
               "the TABLE has every CELL.</p>") if len(shown) > charts.MAX_CELLS else ""
-    sections = "".join(
-        f'<section class="figure"><h3>{_e(f.title)}</h3><p class="caption">{_e(f.caption)}</p>'
-        f'<div class="chart" id="{f.id}"></div></section>' for f in figures)
     warning_list = [f"{b.cell_id}: its record cannot be read ({b.reason}); it is left out of the TABLE and charts."
                     for b in broken or []] + warnings(run, records, rows)
     env = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in environment(run))
+    what = (f"MATRIX <code>{_e(run.get('matrix', {}).get('path'))}</code>, started {_e(run.get('started_at'))},\n"
+            f"finished {_e(run.get('finished_at'))} ({_e(run.get('status'))}); {len(rows)} CELLs, {ok} ok, "
+            f"{len(rows) - ok} not ok;\non {_e(host.get('cpu', {}).get('brand'))} (host fingerprint "
+            f"{_e(host.get('fingerprint'))}).")
+    return document(f"RUN {run.get('run_id')}", what, figures, warning_list, f'<table class="env">{env}</table>',
+                    _table(rows, extra), capped,
+                    f"Written by orchestrate {_e(run.get('orchestrator', {}).get('version'))} from the RUN's stored "
+                    "records;")
+
+
+def document(title: str, what: str, figures: list, warning_list: list[str], environment_html: str, table_html: str,
+             capped: str = "", written_by: str = "Written by orchestrate;", table_note: str = TABLE_NOTE) -> str:
+    """A whole self-contained page: heading, charts, warnings, environment and the sortable TABLE (id "cells").
+
+    ``what`` and the two ``*_html`` arguments are HTML already escaped by the caller.
+    """
+    script, version = plotly_js()
+    sections = "".join(
+        f'<section class="figure"><h3>{_e(f.title)}</h3><p class="caption">{_e(f.caption)}</p>'
+        f'<div class="chart" id="{f.id}"></div></section>' for f in figures)
     figures_json = _json_for_script([{"id": f.id, "data": f.data, "layout": f.layout} for f in figures])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>RUN {_e(run.get('run_id'))}: orchestrate report</title>
+<title>{_e(title)}: orchestrate report</title>
 <style>{STYLE}</style>
 </head><body>
-<h1>RUN {_e(run.get('run_id'))}</h1>
-<p class="what">MATRIX <code>{_e(run.get('matrix', {}).get('path'))}</code>, started {_e(run.get('started_at'))},
-finished {_e(run.get('finished_at'))} ({_e(run.get('status'))}); {len(rows)} CELLs, {ok} ok, {len(rows) - ok} not ok;
-on {_e(host.get('cpu', {}).get('brand'))} (host fingerprint {_e(host.get('fingerprint'))}).</p>
+<h1>{_e(title)}</h1>
+<p class="what">{what}</p>
 <nav><a href="#charts">charts</a> · <a href="#warnings">warnings ({len(warning_list)})</a> ·
 <a href="#environment">environment</a> · <a href="#table">TABLE</a></nav>
 <h2 id="charts">Charts</h2>{capped}
@@ -231,11 +245,11 @@ on {_e(host.get('cpu', {}).get('brand'))} (host fingerprint {_e(host.get('finger
 {"<ul class='warnings'>" + "".join(f"<li>{_e(w)}</li>" for w in warning_list) + "</ul>" if warning_list
  else "<p>None.</p>"}
 <h2 id="environment">Environment</h2>
-<table class="env">{env}</table>
+{environment_html}
 <h2 id="table">TABLE</h2>
-<p class="note">{_e(TABLE_NOTE)}</p>
-<div class="scroll">{_table(rows, extra)}</div>
-<footer>Written by orchestrate {_e(run.get('orchestrator', {}).get('version'))} from the RUN's stored records;
+<p class="note">{_e(table_note)}</p>
+<div class="scroll">{table_html}</div>
+<footer>{written_by}
 charts by plotly.js {_e(version)} (MIT), embedded.</footer>
 <script>{script}</script>
 <script id="figures" type="application/json">{figures_json}</script>

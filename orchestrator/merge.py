@@ -10,6 +10,7 @@ each CELL's own repetitions (orchestrator/stats.py) and agreement looks referenc
 from __future__ import annotations
 
 import json
+import operator
 from typing import TYPE_CHECKING
 
 from orchestrator import certainty, sampling, stats
@@ -28,6 +29,7 @@ REPETITION_METRICS = ["prompt_tps", "gen_tps", "ttft_ms", "itl_p50_ms", "itl_p95
 CELL_METRICS = ["peak_memory_mib", "cpu_seconds"]
 REPETITION_COLUMNS = KEYS + ["repetition", "batch", "round", "position", "prompt_tokens", "generated_tokens",
                              "prefill_s", "decode_s"] + REPETITION_METRICS
+_STAT_NAMES = {m: [f"{m}_{s}" for s in STATS] for m in REPETITION_METRICS + CELL_METRICS}  # summary()'s order
 AGREEMENT_COLUMNS = ("agreement_reference", "agreement_tokens", "agreement_of", "agreement", "token_ids_stable")
 
 
@@ -36,7 +38,7 @@ def repetitions(records: list[dict]) -> pd.DataFrame:
     import pandas as pd  # here, not at the top: the command line imports this module for rates only
 
     rows = [row for record in records for row in _repetition_rows(record)]
-    return pd.DataFrame(rows, columns=REPETITION_COLUMNS)
+    return pd.DataFrame({c: [r[c] for r in rows] for c in REPETITION_COLUMNS}, columns=REPETITION_COLUMNS)
 
 
 def _repetition_rows(record: dict) -> list[dict]:
@@ -98,45 +100,85 @@ def cells(records: list[dict], frequency: dict) -> pd.DataFrame:
     return tables(records, frequency)[0]
 
 
-def tables(records: list[dict], frequency: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The CELL TABLE and the repetition TABLE together, each repetition computed once."""
+def tables(records: list[dict], frequency: dict, columns: tuple[dict, dict] | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The CELL TABLE and the repetition TABLE together, each repetition computed once.
+
+    ``columns`` is ``derived_columns(records, frequency)`` when the caller has it already
+    (report.py computes it beside reading, in several processes). Both TABLEs are built
+    from columns, so the same records give the same frames however they were computed.
+    """
     import pandas as pd
+
+    if not records:
+        return pd.DataFrame(), pd.DataFrame(columns=REPETITION_COLUMNS)
+    cell_columns, rep_columns = columns if columns is not None else derived_columns(records, frequency)
     found = agreement(records)
-    rows, all_reps = [], []
+    ids = cell_columns["cell_id"]
+    cell_columns = {**cell_columns, **{c: [found.get(i, {}).get(c) for i in ids] for c in AGREEMENT_COLUMNS}}
+    return pd.DataFrame(cell_columns), pd.DataFrame(rep_columns, columns=REPETITION_COLUMNS)
+
+
+def derived_columns(records: list[dict], frequency: dict) -> tuple[dict[str, list], dict[str, list]]:
+    """The CELL rows (less agreement) and the repetition rows of ``records``, as columns (pure)."""
+    rows, reps = [], []
     for record in records:
-        row = {**_keys(record), "status": record["status"], "reason": record["reason"],
-               "test_double": record["test_double"], "cpus": record["placement"]["cpus"],
-               "engine_version": record["provenance"]["engine_version"],
-               "model_sha256": record["provenance"]["model"]["sha256"],
-               "image_id": record["provenance"]["image"]["id"]}
-        mine = _repetition_rows(record)
-        all_reps += mine
-        for metric in REPETITION_METRICS:
-            for stat, value in stats.summary([r[metric] for r in mine]).items():
-                row[f"{metric}_{stat}"] = value
-        row.update(certainty.columns([r["gen_tps"] for r in mine]))  # CV and interval of the median
-        row.update(sampling.columns(record))
-        outside = record["outside"]
-        peak = outside["peak_memory_bytes"]
-        cell_values = {"peak_memory_mib": peak / 2**20 if peak is not None else NAN,
-                       "cpu_seconds": float(outside["cpu_seconds"]) if outside["cpu_seconds"] is not None else NAN}
-        for metric in CELL_METRICS:
-            for stat, value in stats.summary([cell_values[metric]]).items():
-                row[f"{metric}_{stat}"] = value
-        result = record.get("result") or {}
-        row["load_time_s"] = result.get("load_time_s", NAN) if record["status"] == "ok" else NAN
-        rss = result.get("peak_rss_bytes") if record["status"] == "ok" else None
-        row["peak_rss_mib"] = rss / 2**20 if rss is not None else NAN
-        row["threads_used"] = threads_used(record)
-        measured = (record.get("sampling") or {}).get("frequency")  # sampled on the CELL's CPUs while it ran
-        row.update(normalise(row["gen_tps_median"], record["cell"]["threads"],
-                             measured if measured and measured.get("ghz") else frequency))
-        row["engine_options"] = json.dumps(record["cell"]["engine_options"], sort_keys=True)
-        mine_agreement = found.get(record["cell_id"], {})
-        for column in AGREEMENT_COLUMNS:
-            row[column] = mine_agreement.get(column)
+        row, mine = cell_rows(record, frequency)
         rows.append(row)
-    return pd.DataFrame(rows), pd.DataFrame(all_reps, columns=REPETITION_COLUMNS)
+        reps += mine
+    by_name = operator.itemgetter(*REPETITION_COLUMNS)  # each row's values in column order, in C
+    rep_values = list(zip(*map(by_name, reps))) or [[] for _ in REPETITION_COLUMNS]
+    return columns_of(rows), {c: list(v) for c, v in zip(REPETITION_COLUMNS, rep_values)}
+
+
+def columns_of(rows: list[dict]) -> dict[str, list]:
+    """Rows as columns, keys in the order they first appear; a row without a key has None there."""
+    keys = list(rows[0]) if rows else []
+    if all(len(row) == len(keys) for row in rows) and all(list(row) == keys for row in rows):
+        return {k: list(v) for k, v in zip(keys, zip(*(row.values() for row in rows)))} if rows else {}
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return {k: [row.get(k) for row in rows] for k in keys}
+
+
+def join_columns(parts: list[dict[str, list]]) -> dict[str, list]:
+    """Columns of consecutive parts of one TABLE joined in order (a key a part lacks is None there)."""
+    keys = list(dict.fromkeys(k for part in parts for k in part))
+    joined: dict[str, list] = {k: [] for k in keys}
+    for part in parts:
+        length = len(next(iter(part.values()))) if part else 0
+        for key in keys:
+            joined[key] += part.get(key, [None] * length)
+    return joined
+
+
+def cell_rows(record: dict, frequency: dict) -> tuple[dict, list[dict]]:
+    """One record's CELL row (all but its agreement columns) and its repetition rows (pure)."""
+    row = {**_keys(record), "status": record["status"], "reason": record["reason"],
+           "test_double": record["test_double"], "cpus": record["placement"]["cpus"],
+           "engine_version": record["provenance"]["engine_version"],
+           "model_sha256": record["provenance"]["model"]["sha256"],
+           "image_id": record["provenance"]["image"]["id"]}
+    mine = _repetition_rows(record)
+    for metric in REPETITION_METRICS:
+        row.update(zip(_STAT_NAMES[metric], stats.summary([r[metric] for r in mine]).values()))
+    row.update(certainty.columns([r["gen_tps"] for r in mine]))  # CV and interval of the median
+    row.update(sampling.columns(record))
+    outside = record["outside"]
+    peak = outside["peak_memory_bytes"]
+    cell_values = {"peak_memory_mib": peak / 2**20 if peak is not None else NAN,
+                   "cpu_seconds": float(outside["cpu_seconds"]) if outside["cpu_seconds"] is not None else NAN}
+    for metric in CELL_METRICS:
+        row.update(zip(_STAT_NAMES[metric], stats.summary([cell_values[metric]]).values()))
+    result = record.get("result") or {}
+    row["load_time_s"] = result.get("load_time_s", NAN) if record["status"] == "ok" else NAN
+    rss = result.get("peak_rss_bytes") if record["status"] == "ok" else None
+    row["peak_rss_mib"] = rss / 2**20 if rss is not None else NAN
+    row["threads_used"] = threads_used(record)
+    measured = (record.get("sampling") or {}).get("frequency")  # sampled on the CELL's CPUs while it ran
+    row.update(normalise(row["gen_tps_median"], record["cell"]["threads"],
+                         measured if measured and measured.get("ghz") else frequency))
+    row["engine_options"] = json.dumps(record["cell"]["engine_options"], sort_keys=True)
+    return row, mine
 
 
 def threads_used(record: dict) -> int | None:

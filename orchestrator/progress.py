@@ -127,7 +127,7 @@ class LiveView(Events):
         if self._stage and self._current is not None:
             name, started = self._stage
             self._bar.remove_task(self._current)
-            self.console.print(f"[green]done[/green] " + escape(f"{name} in {time.monotonic() - started:.1f}s"
+            self.console.print("[green]done[/green] " + escape(f"{name} in {time.monotonic() - started:.1f}s"
                                                                   + (f" ({detail})" if detail else "")),
                                highlight=False)
         self._stage, self._current = None, None

@@ -34,11 +34,14 @@ def generated_text(result: dict) -> tuple[str | None, str | None]:
     return item["text"], item.get("how")
 
 
-def reference_continuations(records: list[dict]) -> list[Continuation]:
-    """One Continuation per reference CELL (ok records only), in record order."""
+def reference_continuations(records: list[dict], found: dict | None = None) -> list[Continuation]:
+    """One Continuation per reference CELL (ok records only), in record order.
+
+    ``found`` is ``merge.agreement(records)`` when the caller has it already.
+    """
     from orchestrator.merge import agreement
 
-    found = agreement(records)
+    found = agreement(records) if found is None else found
     out = []
     for record in records:
         if found.get(record["cell_id"], {}).get("agreement") != "reference":

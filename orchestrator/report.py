@@ -6,6 +6,7 @@ line can name the formats (``EXPORTERS``) without loading them.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,9 @@ SUMMARY_COLUMNS = {
 
 
 def to_csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False)
+    from orchestrator import csvtext
+
+    return csvtext.to_csv(frame)  # what frame.to_csv(index=False) writes, faster
 
 
 def to_json(frame: pd.DataFrame) -> str:
@@ -87,7 +90,7 @@ def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = N
         f"- MATRIX: `{run['matrix']['path']}`; status: {run['status']}; started {run['started_at']}",
         f"- host: {host.get('cpu', {}).get('brand')} ({host.get('cpu', {}).get('logical_cpus')} logical CPUs), "
         f"fingerprint {host['fingerprint']}, Docker {host['docker'].get('version')}, cgroup v{host['cgroup_version']}",
-        f"- frequency for per-GHz figures: " + (f"{freq['ghz']} GHz ({freq['source']})" if freq.get("ghz")
+        "- frequency for per-GHz figures: " + (f"{freq['ghz']} GHz ({freq['source']})" if freq.get("ghz")
                                                else f"unknown ({freq.get('reason')}): per-GHz columns are empty"),
         "- rates: prompt tok/s = prompt tokens / prefill time; gen tok/s = (generated - 1) / decode time; "
         "medians over repetitions; peak MiB and CPU s are read from the cell's cgroup outside the container",
@@ -144,24 +147,105 @@ def write(run_dir: Path, broken: list | None = None) -> dict[str, Path]:
     """(Re)generate every TABLE and report.html of a RUN from its stored, validated records.
 
     With a ``broken`` list, records that cannot be read are listed there and left out of
-    the TABLEs instead of stopping the report (results.read_run).
+    the TABLEs instead of stopping the report (results.read_records). Large RUNs are read
+    and written by several processes (orchestrator/fanout.py); the files are the same.
     """
-    from orchestrator import htmlreport, merge, quality
-    from orchestrator.results import read_run
+    from orchestrator import fanout, merge, quality
+    from orchestrator.results import read_run_file, recorded_cells
 
-    run, records = read_run(run_dir, broken)
-    table, reps = merge.tables(records, run["host"]["frequency"])
-    out = Path(run_dir) / "tables"
-    out.mkdir(exist_ok=True)
-    written = {}
-    for name, frame in (("cells", table), ("repetitions", reps)):
-        for fmt, exporter in EXPORTERS.items():
-            path = out / f"{name}.{fmt}"
-            text = (markdown_page(run, frame, quality.reference_continuations(records)) if (name, fmt) == ("cells", "md")
-                    else exporter(frame))
-            path.write_text(text)
-            written[f"{name}.{fmt}"] = path
-    page = Path(run_dir) / "report.html"
-    page.write_text(htmlreport.page(run, records, table, broken or []))
-    written["report.html"] = page
-    return written
+    run_dir = Path(run_dir)
+    run = read_run_file(run_dir)
+    frequency = run["host"]["frequency"]
+    ids = recorded_cells(run_dir, run)
+    processes = fanout.workers(len(ids))
+    records, cell_parts, rep_parts = [], [], []
+    with fanout.paused_gc():
+        for part_records, (part_cells, part_reps), part_broken in fanout.run(
+                partial(_read_part, run_dir, frequency, broken is not None, processes > 1),
+                fanout.chunks(ids, processes), processes):
+            records += part_records
+            cell_parts.append(part_cells)
+            rep_parts.append(part_reps)
+            if broken is not None:
+                broken += part_broken
+        table, reps = merge.tables(records, frequency, (merge.join_columns(cell_parts), merge.join_columns(rep_parts)))
+        found = dict(zip(table["cell_id"], table["agreement"])) if "agreement" in table.columns else {}
+        continuations = quality.reference_continuations(records, {k: {"agreement": v} for k, v in found.items()})
+        (run_dir / "tables").mkdir(exist_ok=True)
+        _JOB.update(run=run, records=records, table=table, reps=reps, continuations=continuations,
+                    broken=broken or [], run_dir=run_dir)
+        try:
+            names = fanout.run(_write_one, WRITTEN, fanout.workers(len(records)))
+        finally:
+            _JOB.clear()
+    return {name: (run_dir / "tables" / name if name != "report.html" else run_dir / name) for name in names}
+
+
+# The files write() makes, the slowest first (so that workers share them evenly).
+WRITTEN = ["cells.md", "repetitions.md", "report.html", "cells.csv", "repetitions.csv", "cells.json",
+           "repetitions.json"]
+_JOB: dict = {}  # what _write_one reads: set by write() before its workers are forked
+
+
+def _read_part(run_dir: Path, frequency: dict, tolerant: bool, slim: bool, cell_ids: list[str]
+               ) -> tuple[list, tuple[dict, dict], list]:
+    """Read and check one part of a RUN's records and derive their TABLE columns (a worker's share).
+
+    With ``slim`` (the records travel back from a worker process) only what the rest of the
+    report reads of a record travels with it (``slimmed``).
+    """
+    from orchestrator import fanout, merge
+    from orchestrator.results import read_records
+
+    broken: list = []
+    with fanout.paused_gc():
+        records = read_records(run_dir, cell_ids, broken if tolerant else None)
+        columns = merge.derived_columns(records, frequency)
+    return (slimmed(records) if slim else records), columns, broken
+
+
+def slimmed(records: list[dict]) -> list[dict]:
+    """What report.html and the Markdown page read of each record besides its TABLE rows.
+
+    Agreement (merge.agreement) reads the status, CELL and every repetition's token ids;
+    the reference continuations (quality.py) the generated text; the warnings
+    (htmlreport.warnings) the placement note and the unmeasured fields; the latency chart
+    the inter-token latencies of the first charts.MAX_CELLS ok records. Equal token-id
+    lists become one list (sent once). tests/unit/test_fanout.py checks that the files
+    are the same as from whole records.
+    """
+    from orchestrator import charts
+
+    out, charted = [], 0
+    for record in records:
+        slim = {"cell_id": record["cell_id"], "status": record["status"], "cell": record["cell"],
+                "placement": {"note": record["placement"].get("note")},
+                "outside": {"unmeasured": record["outside"].get("unmeasured")}, "result": None}
+        result = record.get("result")
+        if result is not None:
+            charted += record["status"] == "ok"
+            first = result["repetitions"][0]["token_ids"] if result["repetitions"] else None
+            slim["result"] = {
+                "extra": {"generated_text": (result.get("extra") or {}).get("generated_text")},
+                "repetitions": [{"token_ids": first if rep["token_ids"] == first else rep["token_ids"],
+                                 "inter_token_latencies_s": rep["inter_token_latencies_s"]
+                                 if charted <= charts.MAX_CELLS else []} for rep in result["repetitions"]]}
+        out.append(slim)
+    return out
+
+
+def _write_one(name: str) -> str:
+    """Write one of the RUN's files from ``_JOB`` (atomically: a reader never sees half a file)."""
+    from orchestrator import htmlreport
+    from orchestrator.results import write_text_atomic
+
+    job = _JOB
+    if name == "report.html":
+        text, path = htmlreport.page(job["run"], job["records"], job["table"], job["broken"]), job["run_dir"] / name
+    else:
+        stem, fmt = name.split(".")
+        frame = job["table"] if stem == "cells" else job["reps"]
+        text = markdown_page(job["run"], frame, job["continuations"]) if name == "cells.md" else EXPORTERS[fmt](frame)
+        path = job["run_dir"] / "tables" / name
+    write_text_atomic(path, text)
+    return name

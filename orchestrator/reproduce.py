@@ -166,8 +166,10 @@ def reproduce(bundle_path: Path, results_root: Path, force: bool = False, progre
 
 
 def write_report(folder: Path, a: rundata.Run, b: rundata.Run, compared, noise: float) -> Path:
-    """compare.md, compare.csv and compare.json in ``folder``; returns the Markdown file."""
+    """compare.md, compare.csv, compare.json and compare.html in ``folder``; returns the Markdown file."""
     import json
+
+    from orchestrator import htmlviews
 
     from orchestrator.results import write_json_atomic
 
@@ -175,4 +177,5 @@ def write_report(folder: Path, a: rundata.Run, b: rundata.Run, compared, noise: 
     (folder / "compare.md").write_text(comparereport.to_markdown(a, b, compared, noise))
     (folder / "compare.csv").write_text(comparereport.to_csv(compared))
     write_json_atomic(folder / "compare.json", json.loads(comparereport.to_json(a, b, compared, noise)))
+    (folder / "compare.html").write_text(htmlviews.compare_page(a, b, compared, noise))
     return folder / "compare.md"

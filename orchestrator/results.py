@@ -64,12 +64,16 @@ def quote_log(log: str) -> str:
 
 def write_json_atomic(path: Path, document) -> None:
     """Write JSON so that readers see the old file or the whole new one, never a part."""
+    write_text_atomic(path, json.dumps(document, indent=2, sort_keys=False, allow_nan=False) + "\n")  # strict JSON
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file so that readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=False, allow_nan=False)  # strict JSON only
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -197,21 +201,30 @@ def read_run(run_dir: Path, broken: list[Broken] | None = None) -> tuple[dict, l
     A record that cannot be read back raises ResultError; with a ``broken`` list it is
     appended there instead and the other records are still returned.
     """
-    run_dir = Path(run_dir)
     run = read_run_file(run_dir)
+    return run, read_records(run_dir, recorded_cells(run_dir, run), broken)
+
+
+def recorded_cells(run_dir: Path, run: dict) -> list[str]:
+    """The ids of the RUN's CELLs that have a record file, in plan order (a stopped RUN lacks some)."""
+    cells = os.path.join(run_dir, "cells")
+    return [cell_id for cell_id in run["plan_order"] if os.path.lexists(os.path.join(cells, cell_id, "record.json"))]
+
+
+def read_records(run_dir: Path, cell_ids: list[str], broken: list[Broken] | None = None) -> list[dict]:
+    """The records of ``cell_ids`` (see read_run for ``broken``)."""
     records = []
-    for cell_id in run["plan_order"]:
-        path = run_dir / "cells" / cell_id / "record.json"
-        if not os.path.lexists(path):
-            continue  # the RUN stopped before this cell
+    cells = os.path.join(run_dir, "cells")
+    for cell_id in cell_ids:
+        path = os.path.join(cells, cell_id, "record.json")  # strings: pathlib costs more than the read
         try:
             records.append(read_record(path))
         except ResultError as exc:
             if broken is None:
                 raise
-            broken.append(Broken(cell_id, str(path), safefile.quote(str(exc).removeprefix(f"{path}: "),
+            broken.append(Broken(cell_id, path, safefile.quote(str(exc).removeprefix(f"{path}: "),
                                                                     MAX_REASON_CHARS)))
-    return run, records
+    return records
 
 
 def read_run_file(run_dir: Path) -> dict:

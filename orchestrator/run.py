@@ -15,7 +15,7 @@ from orchestrator import __version__, ci, cpuset, execute, images, locks, models
     sampling, smoke, sysinfo
 from orchestrator.dockerapi import Docker
 from orchestrator.engines import ENGINES
-from orchestrator.errors import ImageBuildError, PlacementError, ResultError, UsageError
+from orchestrator.errors import ImageBuildError, ResultError, UsageError
 from orchestrator.matrix import Matrix
 from orchestrator.progress import events_for
 from orchestrator.record import CellSettings
@@ -92,46 +92,13 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
     session = resume.new_session(record, resumed=resume_run is not None)
     write_json_atomic(run_dir / "run.json", record)
     try:
-        built, unbuilt = {}, {}
-        for engine in dict.fromkeys(c.engine for c in cells):
-            progress.stage(f"IMAGE {ENGINES[engine].image_dir}")
-            try:
-                image = images.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress)
-            except ImageBuildError as exc:  # this engine's CELLs end unavailable with the reason; the rest run
-                built[engine], unbuilt[engine] = images.unavailable(ENGINES[engine].image_dir), str(exc)
-                progress.stage_done(f"cannot be built here; its CELLs will be unavailable: {exc}")
-                record["images"][engine] = {"tag": built[engine].tag, "id": "", "error": str(exc)}
-                continue
-            progress.stage_done(f"{image.tag}, {'built' if image.rebuilt else 'up to date'}")
-            built[engine] = image
-            record["images"][engine] = {"tag": image.tag, "id": image.id, "base": image.base, "base_id": image.base_id,
-                                        "labels": image.labels, "build_log": image.log_path, "rebuilt": image.rebuilt}
-        prepared = {}
-        wanted: dict[str, list[str]] = {}
-        for cell in cells:
-            wanted.setdefault(cell.model, []).append(cell.format)
-        for model_id, formats in wanted.items():
-            progress.stage(f"model {model_id} ({', '.join(dict.fromkeys(formats))})")
-            made = models.prepare(docker, model_id, list(dict.fromkeys(formats)), logs_dir, progress)
-            progress.stage_done()
-            for fmt, item in made.items():
-                prepared[(model_id, fmt)] = item
-                record["models"][f"{model_id}/{fmt}"] = {"sha256": item.sha256, "size": item.size,
-                                                         "path": str(item.folder / item.relpath)}
+        built, unbuilt = _build_images(docker, cells, logs_dir, progress, record)
+        prepared = _prepare_models(docker, cells, logs_dir, progress, record)
         write_json_atomic(run_dir / "run.json", record)
-        runnable = [c for c in cells if c.engine not in unbuilt] or cells[:1]
-        smoke_base = CellSettings(run_id, runnable[0], built[runnable[0].engine],
-                                  prepared[(runnable[0].model, runnable[0].format)],
-                                  cpuset.assign(1, topology, matrix.placement.policy, matrix.placement.cpus),
-                                  0, 1, matrix.memory_limit_bytes(), matrix.timeout_s, host["fingerprint"])
-        progress.stage("smoke test: one short CELL per engine x format")
-        smoked = smoke.check(lambda s, d: execute.run_cell(docker, docker_info, s, d), smoke_base,
-                             [c for c in cells if c.engine not in unbuilt], built,
-                             prepared, host, run_dir / "smoke", progress)
-        progress.stage_done()
-        record["smoke"] = [{"engine": o.engine, "format": o.format, "ok": o.ok, "reason": o.reason, "cached": o.cached,
-                            "folder": o.folder} for o in smoked.values()]
+        smoked = _smoke(docker, docker_info, run_id, cells, built, unbuilt, prepared, matrix, topology, host,
+                        run_dir, progress, record)
         write_json_atomic(run_dir / "run.json", record)
+
         def run_batch(cell: plan.Cell, repetitions: int, folder: Path) -> dict:
             settings = CellSettings(run_id, cell, built[cell.engine], prepared[(cell.model, cell.format)],
                                     placements[cell.cell_id], matrix.warmup, repetitions, matrix.memory_limit_bytes(),
@@ -184,6 +151,61 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
         finally:
             owner.release()
     return run_dir
+
+
+def _build_images(docker: Docker, cells, logs_dir: Path, progress, record: dict) -> tuple[dict, dict[str, str]]:
+    """Build (or find) each engine's IMAGE; an engine whose IMAGE cannot be built is named with the reason."""
+    built, unbuilt = {}, {}
+    for engine in dict.fromkeys(c.engine for c in cells):
+        progress.stage(f"IMAGE {ENGINES[engine].image_dir}")
+        try:
+            image = images.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress)
+        except ImageBuildError as exc:  # this engine's CELLs end unavailable with the reason; the rest run
+            built[engine], unbuilt[engine] = images.unavailable(ENGINES[engine].image_dir), str(exc)
+            progress.stage_done(f"cannot be built here; its CELLs will be unavailable: {exc}")
+            record["images"][engine] = {"tag": built[engine].tag, "id": "", "error": str(exc)}
+            continue
+        progress.stage_done(f"{image.tag}, {'built' if image.rebuilt else 'up to date'}")
+        built[engine] = image
+        record["images"][engine] = {"tag": image.tag, "id": image.id, "base": image.base, "base_id": image.base_id,
+                                    "labels": image.labels, "build_log": image.log_path, "rebuilt": image.rebuilt}
+    return built, unbuilt
+
+
+def _prepare_models(docker: Docker, cells, logs_dir: Path, progress, record: dict) -> dict:
+    """Make (or verify) every model file the CELLs read: (model id, format) -> its prepared file."""
+    prepared = {}
+    wanted: dict[str, list[str]] = {}
+    for cell in cells:
+        wanted.setdefault(cell.model, []).append(cell.format)
+    for model_id, formats in wanted.items():
+        progress.stage(f"model {model_id} ({', '.join(dict.fromkeys(formats))})")
+        made = models.prepare(docker, model_id, list(dict.fromkeys(formats)), logs_dir, progress)
+        progress.stage_done()
+        for fmt, item in made.items():
+            prepared[(model_id, fmt)] = item
+            record["models"][f"{model_id}/{fmt}"] = {"sha256": item.sha256, "size": item.size,
+                                                     "path": str(item.folder / item.relpath)}
+    return prepared
+
+
+def _smoke(docker, docker_info, run_id, cells, built, unbuilt, prepared, matrix, topology, host, run_dir: Path,
+           progress, record: dict) -> dict:
+    """One short CELL per engine x format that can run here (smoke.py); run.json lists the outcomes."""
+    runnable = [c for c in cells if c.engine not in unbuilt]
+    smoked = {}
+    if runnable:
+        first = runnable[0]
+        base = CellSettings(run_id, first, built[first.engine], prepared[(first.model, first.format)],
+                            cpuset.assign(1, topology, matrix.placement.policy, matrix.placement.cpus),
+                            0, 1, matrix.memory_limit_bytes(), matrix.timeout_s, host["fingerprint"])
+        progress.stage("smoke test: one short CELL per engine x format")
+        smoked = smoke.check(lambda s, d: execute.run_cell(docker, docker_info, s, d), base, runnable, built,
+                             prepared, host, run_dir / "smoke", progress)
+        progress.stage_done()
+    record["smoke"] = [{"engine": o.engine, "format": o.format, "ok": o.ok, "reason": o.reason, "cached": o.cached,
+                        "folder": o.folder} for o in smoked.values()]
+    return smoked
 
 
 def _disk_full(exc: OSError, run_dir: Path) -> str:

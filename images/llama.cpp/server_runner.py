@@ -49,15 +49,6 @@ def cpu_path(server_log: str) -> dict:
             "summary": f"ggml CPU variant {variant}" + ("" if amx else " (no AMX)")}
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nobody listens on now."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def server_command(job: jobs.Job, port: int) -> list[str]:
     """The llama-server command line for this CELL."""
     kv = jobs.option(job, "kv_cache_type")
@@ -103,7 +94,7 @@ def run(job: jobs.Job) -> dict:
     if not Path(job.model_path).is_file():
         raise jobs.JobError(f"model file {job.model_path} not found")
     log_path = Path("/tmp/llama-server.log")
-    port = free_port()
+    port = proc.free_port()
     command = server_command(job, port)
     log(f"starting {' '.join(command)}")
     started = time.perf_counter()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -39,12 +38,6 @@ ENGINE_NAME = "ollama"
 MODEL_NAME = "orchestrate-cell"
 SEED = 42
 log = main.log
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def options(job: jobs.Job, n_prompt: int) -> dict:
@@ -75,19 +68,12 @@ def wait_ready(client: ollamaclient.Client, server: subprocess.Popen, timeout_s:
 
 
 def run(job: jobs.Job) -> dict:
-    import tokenizers
-
-    if not Path(job.model_path).is_file():
-        raise jobs.JobError(f"model file {job.model_path} not found")
-    tokenizer_path = job.tokenizer or str(Path(job.model_path).parent.parent / "hf" / "tokenizer.json")
-    tokenizer = tokenizers.Tokenizer.from_file(tokenizer_path)
-    ids, repeats = prompt.shape(lambda text: tokenizer.encode(text, add_special_tokens=True).ids,
-                                job.prompt, job.prompt_tokens)
+    tokenizer, _, ids, repeats = prompt.with_hf_tokenizer(job.model_path, job.tokenizer, job.prompt, job.prompt_tokens)
     specials = {tokenizer.token_to_id(t) for t in ("<s>", "<|endoftext|>", "<|im_start|>") if tokenizer.token_to_id(t)}
     text = tokenizer.decode([i for i in ids if i not in specials], skip_special_tokens=True)
     store = Path("/tmp/ollama-store")
     store.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = proc.free_port()
     server_log = Path("/tmp/ollama-serve.log")
     with server_log.open("wb") as sink:
         server = start_server(port, store, sink)

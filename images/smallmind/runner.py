@@ -59,14 +59,8 @@ def repetition(event: dict, index: int, n_prompt: int) -> dict:
 
 
 def run(job: jobs.Job) -> dict:
-    import tokenizers
-
-    if not Path(job.model_path).is_file():
-        raise jobs.JobError(f"model file {job.model_path} not found")
-    tokenizer_path = job.tokenizer or str(Path(job.model_path).parent.parent / "hf" / "tokenizer.json")
-    tokenizer = tokenizers.Tokenizer.from_file(tokenizer_path)
-    ids, repeats = prompt.shape(lambda text: tokenizer.encode(text, add_special_tokens=True).ids,
-                                job.prompt, job.prompt_tokens)
+    tokenizer, tokenizer_path, ids, repeats = prompt.with_hf_tokenizer(job.model_path, job.tokenizer, job.prompt,
+                                                                        job.prompt_tokens)
     config = Path(tokenizer_path).with_name("config.json")
     context = json.loads(config.read_text()).get("max_position_embeddings") if config.is_file() else None
     prompt.check_context(len(ids), job.gen_tokens, context)

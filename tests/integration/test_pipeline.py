@@ -5,35 +5,10 @@ import json
 from orchestrator import matrix, schemas
 from orchestrator.results import read_run
 from orchestrator.run import execute_run
+from tests import matrices
 
-MATRIX = """\
-version: 1
-engines:
-  - name: llama.cpp
-  - name: testengine
-    options: {behaviour: oom}
-  - name: testengine
-    options: {behaviour: sleep}
-  - name: testengine
-    options: {behaviour: crash}
-  - name: testengine
-    options: {behaviour: invalid}
-  - name: testengine
-    options: {behaviour: threads-mismatch}
-models:
-  - id: tinystories-15m
-    formats: [gguf-q8_0]
-threads: [1]
-workloads:
-  - name: tiny
-    prompt: "Once upon a time"
-    prompt_tokens: 16
-    gen_tokens: 16
-warmup: 1
-repetitions: 2
-memory_limit: 256m
-timeout_s: 30
-"""
+MATRIX = matrices.tiny(["llama.cpp"] + [f"testengine\n    options: {{behaviour: {b}}}" for b in
+                                        ("oom", "sleep", "crash", "invalid", "threads-mismatch")])
 
 
 def test_run_records_every_status_and_goes_on(tmp_path, tinystories, no_leftovers):

@@ -5,25 +5,9 @@ import tarfile
 
 from orchestrator import bundle, compare, comparereport, matrix, reproduce
 from orchestrator.run import execute_run
+from tests import matrices
 
-MATRIX = """\
-version: 1
-engines:
-  - name: testengine
-models:
-  - id: tinystories-15m
-    formats: [gguf-q8_0]
-threads: [1]
-workloads:
-  - name: tiny
-    prompt: "Once upon a time"
-    prompt_tokens: 16
-    gen_tokens: 16
-warmup: 1
-repetitions: 5
-memory_limit: 256m
-timeout_s: 60
-"""
+MATRIX = matrices.tiny(["testengine"], repetitions=5, timeout_s=60)
 
 
 def test_a_bundled_run_reproduces_here_with_every_cell_the_same(tmp_path, tinystories, no_leftovers):

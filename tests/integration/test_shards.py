@@ -5,25 +5,9 @@ import pandas as pd
 from orchestrator import combine, matrix, merge, plan
 from orchestrator.results import read_run
 from orchestrator.run import execute_run
+from tests import matrices
 
-MATRIX = """\
-version: 1
-engines:
-  - name: llama.cpp
-models:
-  - id: tinystories-15m
-    formats: [gguf-f32, gguf-q8_0]
-threads: [1]
-workloads:
-  - name: tiny
-    prompt: "Once upon a time"
-    prompt_tokens: 16
-    gen_tokens: 16
-warmup: 0
-repetitions: 2
-memory_limit: 1g
-timeout_s: 120
-"""
+MATRIX = matrices.tiny(["llama.cpp"], formats="[gguf-f32, gguf-q8_0]", warmup=0, memory_limit="1g", timeout_s=120)
 
 
 def test_two_shards_merge_into_the_whole_plan(tmp_path, tinystories, no_leftovers):

@@ -5,23 +5,9 @@ from orchestrator import images, matrix
 from orchestrator import run as run_module
 from orchestrator.results import read_run
 from orchestrator.run import execute_run
+from tests import matrices
 
-MATRIX = """\
-version: 1
-engines:
-  - name: llama.cpp
-  - name: testengine
-models:
-  - id: tinystories-15m
-    formats: [gguf-q8_0]
-threads: [1]
-workloads:
-  - {name: tiny, prompt: "Once upon a time", prompt_tokens: 16, gen_tokens: 16}
-warmup: 0
-repetitions: 1
-memory_limit: 512m
-timeout_s: 120
-"""
+MATRIX = matrices.tiny(["llama.cpp", "testengine"], warmup=0, repetitions=1, memory_limit="512m", timeout_s=120)
 
 
 def test_an_image_killed_by_sigill_is_stopped_before_its_cells(tmp_path, tinystories, monkeypatch, no_leftovers):

@@ -104,6 +104,10 @@ def test_merge_command_writes_the_same_tables_as_a_run(tmp_path):
                                                                                                        "json")}
     rows = json.loads((tables / "cells.json").read_text())
     assert [r["cell_id"] for r in rows] == IDS and rows[3]["status"] == "oom" and rows[3]["gen_tps_median"] is None
+    page = (tmp_path / "merged" / "report.html").read_text()  # the merged RUNs' page, as a RUN's report.html
+    assert "REPORT: " in done.stdout and page.startswith("<!DOCTYPE html>") and "Plotly.newPlot" in page
+    assert "20260101T000000Z-aaaaa1" in page and "20260101T000000Z-aaaaa2" in page and 'id="chart-decode"' in page
+    assert page.count("<tr class=") == len(rows)  # one TABLE row per merged row
     assert "merged 2 RUN(s)" in done.stdout and "0 cell(s) refused" in done.stdout
     again = orchestrate("merge", runs, "--out", tmp_path / "merged")
     assert again.returncode == 2 and "not empty" in again.stderr  # a merged folder is never overwritten

@@ -88,6 +88,23 @@ def test_runs_that_really_differ_mark_only_the_changed_cell():
     assert not compare.failures(back, [compare.parse_fail_on("slower:50%")])  # it lost 44% (1 - 1/1.8)
 
 
+def test_compare_page_draws_each_ratio_with_its_interval_and_verdict_colour():
+    from orchestrator import htmlviews
+
+    ids = ["c-000000000001", "c-000000000002"]
+    a = runs.typed(runs.run_doc(ids), [runs.cell_record(ids[0]), runs.cell_record(ids[1])])
+    b = runs.typed(runs.run_doc(ids, run_id="20260101T000001Z-abcdef"),
+                   [runs.cell_record(ids[0], speed=1.8), runs.cell_record(ids[1])])
+    compared = compare.compare(a, b)
+    page = htmlviews.compare_page(a, b, compared, compare.NOISE)
+    data = json.loads(page.split('<script id="figures" type="application/json">')[1].split("</script>")[0])
+    decode = next(f for f in data if f["id"] == "chart-ratio-gen_tps")["data"][0]
+    assert decode["y"][0] == pytest.approx(1.8) and decode["y"][1] == pytest.approx(1.0)
+    assert decode["marker"]["color"] == [htmlviews.VERDICT_COLOURS["faster"], htmlviews.VERDICT_COLOURS["same within noise"]]
+    assert decode["error_y"]["arrayminus"][0] >= 0 and decode["error_y"]["array"][0] >= 0
+    assert page.count("<tr class=") == len(comparereport.rows(compared)) and 'id="cells"' in page
+
+
 def test_a_different_cpu_model_is_not_comparable():
     ids = ["c-000000000001"]
     a = runs.typed(runs.run_doc(ids), [runs.cell_record(ids[0])])

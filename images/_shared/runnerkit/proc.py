@@ -119,3 +119,12 @@ def vm_hwm_bytes(pid: int | str = "self") -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nobody listens on now (for an engine's server inside the CELL)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -30,3 +30,18 @@ def check_context(prompt_tokens: int, gen_tokens: int, context_length: int | Non
     if context_length and prompt_tokens + gen_tokens > context_length:
         raise JobError(f"prompt ({prompt_tokens}) + gen_tokens ({gen_tokens}) = {prompt_tokens + gen_tokens} "
                        f"tokens exceed the model's context length ({context_length})")
+
+
+def with_hf_tokenizer(model_path: str, tokenizer_path: str | None, text: str, prompt_tokens: int | None):
+    """(tokenizer, its path, prompt ids, repeats) for runners of a GGUF model that tokenize with the
+    Hugging Face tokenizer.json next to it (``<model folder>/hf/tokenizer.json`` unless the job names one)."""
+    from pathlib import Path
+
+    import tokenizers
+
+    if not Path(model_path).is_file():
+        raise JobError(f"model file {model_path} not found")
+    path = tokenizer_path or str(Path(model_path).parent.parent / "hf" / "tokenizer.json")
+    tokenizer = tokenizers.Tokenizer.from_file(path)
+    ids, repeats = shape(lambda piece: tokenizer.encode(piece, add_special_tokens=True).ids, text, prompt_tokens)
+    return tokenizer, path, ids, repeats

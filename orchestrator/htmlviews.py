@@ -1,0 +1,104 @@
+"""report.html for merged RUNs (``orchestrate merge``) and compare.html for compared RUNs.
+
+The same self-contained page as a RUN's report.html (htmlreport.document: plotly.js
+inlined, sortable TABLE, opens offline), filled from what those commands computed:
+every value shown comes from the merged TABLE or from the comparison, never from elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orchestrator import charts, htmlreport
+from orchestrator.htmlreport import _e, _fmt
+
+if TYPE_CHECKING:
+    from orchestrator.combine import Merged
+    from orchestrator.compare import CellComparison
+    from orchestrator.rundata import Run
+
+VERDICT_COLOURS = {"same within noise": "#7f7f7f", "faster": "#2ca02c", "slower": "#d62728", "mixed": "#ff7f0e",
+                   "not comparable": "#9467bd"}
+
+
+def merged_page(merged: Merged) -> str:
+    """The merged TABLE as a page: charts with one bar per CELL and machine, each RUN's environment, the TABLE."""
+    rows = htmlreport._rows(merged.cells)
+    many = len(merged.machines) > 1
+    charted = [{**r, "engine": f"{r['engine']} @ {r['machine']}"} if many else r for r in rows]
+    sizes: dict[str, int] = {}
+    for run in merged.runs:
+        sizes.update(htmlreport.parameters(run))
+    figures = charts.speed_figures(charted) + charts.scaling_figures(charted, sizes) + charts.agreement_figure(charted)
+    ok = [r for r in rows if r["status"] == "ok"]
+    capped = (f"<p class='note'>Charts show the first {charts.MAX_CELLS} of {len(ok)} ok rows; the TABLE has every "
+              "row.</p>") if len(ok) > charts.MAX_CELLS else ""
+    warning_list = [f"{cell_id} was not merged: {reason}" for cell_id, reason in merged.refused.items()]
+    warning_list += [f"{cell_id}: no RUN recorded this CELL of the PLAN" for cell_id in merged.missing]
+    for run in merged.runs:
+        warning_list += [f"RUN {run.get('run_id')}: {text}" for text in htmlreport.warnings(run, [], [])]
+    env = []
+    for run in merged.runs:
+        env.append(f"<tr><th colspan='2'>RUN {_e(run.get('run_id'))}</th></tr>")
+        env += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in htmlreport.environment(run)]
+    what = (f"{len(merged.runs)} RUN(s) on {len(merged.machines)} machine(s): "
+            + "; ".join(f"<b>{_e(m)}</b> ({', '.join(_e(f['run_id']) for f in facts)})"
+                        for m, facts in merged.machines.items())
+            + f". {len(rows)} rows, {len(ok)} ok. Agreement is computed within each machine; inter-token latency "
+              "distributions are in each RUN's own report.html.")
+    return htmlreport.document("Merged RUNs", what, figures, warning_list, f'<table class="env">{"".join(env)}</table>',
+                               htmlreport._table(rows, ["machine"]), capped,
+                               "Written by orchestrate merge from the RUNs' stored records;")
+
+
+def compare_page(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: float) -> str:
+    """A comparison as a page: the ratio B/A of each metric with its interval, coloured by verdict; the table."""
+    from orchestrator import comparereport
+    from orchestrator.compare import METRICS
+
+    figures = []
+    for metric, (label, _) in METRICS.items():
+        found = [(cell, m) for cell in compared[:charts.MAX_CELLS] for m in cell.metrics
+                 if m.metric == metric and m.interval and m.ratio == m.ratio]
+        if not found:
+            continue
+        trace = {"type": "bar", "name": label, "x": [cell.label for cell, _ in found],
+                 "y": [m.ratio for _, m in found],
+                 "error_y": {"type": "data", "symmetric": False,
+                             "array": [m.interval.high - m.ratio for _, m in found],
+                             "arrayminus": [m.ratio - m.interval.low for _, m in found]},
+                 "marker": {"color": [VERDICT_COLOURS.get(m.verdict, "#7f7f7f") for _, m in found]},
+                 "customdata": [m.verdict for _, m in found],
+                 "hovertemplate": "%{x}<br>B/A %{y:.3f}<br>%{customdata}<extra></extra>"}
+        layout = charts._layout("B / A", shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1,
+                                                  "y1": 1, "line": {"dash": "dot", "color": "#444"}}])
+        figures.append(charts.Figure(f"chart-ratio-{metric}", f"{label}: ratio of medians B / A",
+                                     f"Bar: median of B / median of A; error bar: the Mann-Whitney (Hodges-Lehmann) "
+                                     f"interval; colour: verdict (grey same within {noise:.0%}, green faster, red "
+                                     "slower).", [trace], layout))
+    heads = ["cell", "CELL", "metric", "median A", "median B", "ratio B/A", "interval low", "interval high",
+             "verdict", "why"]
+    body = []
+    for row in comparereport.rows(compared):
+        values = [row["cell_a"] or row["cell_b"], row["cell"], row.get("metric"), row.get("median_a"),
+                  row.get("median_b"), row.get("ratio"), row.get("ci_low"), row.get("ci_high"),
+                  row.get("verdict") or row["cell_verdict"], row.get("why") or row.get("reasons")]
+        klass = {"slower": "disagree", "not comparable": "failed"}.get(values[8], "")
+        body.append(f'<tr class="{klass}">' + "".join(
+            f'<td data-v="{v!r}">{v:.4g}</td>' if type(v) is float else f'<td data-v="">{_e(_fmt(v))}</td>'
+            for v in values) + "</tr>")
+    table = ('<table id="cells" class="sortable"><thead><tr>'
+             + "".join(f'<th data-col="{i}">{_e(h)}</th>' for i, h in enumerate(heads))
+             + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+    env = ("<table class='env'><tr><th></th><th>A</th><th>B</th></tr>"
+           + "".join(f"<tr><th>{_e(w)}</th><td>{_e(x)}</td><td>{_e(y)}</td></tr>"
+                     for w, x, y in comparereport.environment(a, b)) + "</table>")
+    counts: dict[str, int] = {}
+    for cell in compared:
+        counts[cell.verdict] = counts.get(cell.verdict, 0) + 1
+    what = (f"A: <code>{_e(a.source)}</code> (RUN {_e(a.info.run_id)}); B: <code>{_e(b.source)}</code> "
+            f"(RUN {_e(b.info.run_id)}). CELLs: " + ", ".join(f"{n} {_e(v)}" for v, n in counts.items()) + ".")
+    note = ("Click a column heading to sort. One row per CELL and metric; a CELL that is not comparable has one row "
+            "with its reasons.")
+    return htmlreport.document("Comparison B / A", what, figures, comparereport.warnings(a, b), env, table,
+                               written_by="Written by orchestrate compare;", table_note=note)
