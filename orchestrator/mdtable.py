@@ -37,7 +37,8 @@ def _afterpoint(text: str) -> int:
     """Characters after the decimal point (or exponent mark) of a number we formatted, -1 for none.
 
     Only for text made here (``format(float, floatfmt)``, ``str(int)`` or ``missingval``), where
-    tabulate's rule reduces to this.
+    tabulate's rule reduces to this. Integers (``str(int)``) have neither: -1, the same for all,
+    so pipe_table skips them unless ``missingval`` has a point.
     """
     pos = text.rfind(".")
     if pos < 0:
@@ -52,19 +53,21 @@ def pipe_table(headers: list[str], columns: list[list], floatfmt: str = ".4g", m
         kind = _kind(values)
         if kind is None or not str(header).isascii():
             return None
-        if kind in ("int", "float") and any(type(v) is str for v in values):
+        if kind in ("int", "float") and str in set(map(type, values)):
             return None  # an empty string among numbers: tabulate's own rules
         if _NUMERIC_TEXT.match(missingval):
             return None
         if kind == "float":
-            cells = [missingval if v is None else format(float(v), floatfmt) for v in values]
+            cells = [missingval if v is None else format(v if type(v) is float else float(v), floatfmt)
+                     for v in values]
         else:
             cells = [missingval if v is None else str(v) for v in values]
         width = max([len(str(header)) + MIN_PADDING] + [len(c) for c in cells])
         if kind in ("int", "float"):
-            points = [_afterpoint(c) for c in cells]
-            most = max(points)
-            cells = [c + " " * (most - p) for c, p in zip(cells, points)]
+            if kind == "float" or _afterpoint(missingval) >= 0:  # str(int) has no point: nothing to pad
+                points = [_afterpoint(c) for c in cells]
+                most = max(points)
+                cells = [c + " " * (most - p) for c, p in zip(cells, points)]
             width = max([width] + [len(c) for c in cells])
             cells = [c.rjust(width) for c in cells]
             aligns.append("right")

@@ -114,7 +114,7 @@ def tables(records: list[dict], frequency: dict, columns: tuple[dict, dict] | No
         return pd.DataFrame(), pd.DataFrame(columns=REPETITION_COLUMNS)
     cell_columns, rep_columns = columns if columns is not None else derived_columns(records, frequency)
     found = agreement(records)
-    ids = cell_columns["cell_id"]
+    ids = list(cell_columns["cell_id"])
     cell_columns = {**cell_columns, **{c: [found.get(i, {}).get(c) for i in ids] for c in AGREEMENT_COLUMNS}}
     return pd.DataFrame(cell_columns), pd.DataFrame(rep_columns, columns=REPETITION_COLUMNS)
 
@@ -128,7 +128,23 @@ def derived_columns(records: list[dict], frequency: dict) -> tuple[dict[str, lis
         reps += mine
     by_name = operator.itemgetter(*REPETITION_COLUMNS)  # each row's values in column order, in C
     rep_values = list(zip(*map(by_name, reps))) or [[] for _ in REPETITION_COLUMNS]
-    return columns_of(rows), {c: list(v) for c, v in zip(REPETITION_COLUMNS, rep_values)}
+    return ({k: packed(v) for k, v in columns_of(rows).items()},
+            {c: packed(list(v)) for c, v in zip(REPETITION_COLUMNS, rep_values)})
+
+
+def packed(values: list):
+    """A column of only floats, only ints or only bools as a numpy array (what pandas would make of the
+    list, made once, and cheap to send between processes); any other column as the list it is."""
+    import numpy as np
+
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        return np.array(values, dtype=np.float64)
+    if kinds == {bool}:
+        return np.array(values, dtype=np.bool_)
+    if kinds == {int} and all(-2**63 <= v < 2**63 for v in (min(values), max(values))):
+        return np.array(values, dtype=np.int64)
+    return values
 
 
 def columns_of(rows: list[dict]) -> dict[str, list]:
@@ -140,14 +156,20 @@ def columns_of(rows: list[dict]) -> dict[str, list]:
     return {k: [row.get(k) for row in rows] for k in keys}
 
 
-def join_columns(parts: list[dict[str, list]]) -> dict[str, list]:
-    """Columns of consecutive parts of one TABLE joined in order (a key a part lacks is None there)."""
+def join_columns(parts: list[dict]) -> dict:
+    """Columns of consecutive parts of one TABLE joined in order (a key a part lacks is None there);
+    arrays of one dtype stay an array, anything else becomes a list (as one part would have it)."""
+    import numpy as np
+
     keys = list(dict.fromkeys(k for part in parts for k in part))
-    joined: dict[str, list] = {k: [] for k in keys}
-    for part in parts:
-        length = len(next(iter(part.values()))) if part else 0
-        for key in keys:
-            joined[key] += part.get(key, [None] * length)
+    lengths = [len(next(iter(part.values()))) if part else 0 for part in parts]
+    joined = {}
+    for key in keys:
+        pieces = [part.get(key, [None] * length) for part, length in zip(parts, lengths)]
+        if all(isinstance(p, np.ndarray) for p in pieces) and len({p.dtype for p in pieces}) == 1:
+            joined[key] = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        else:
+            joined[key] = packed([v for p in pieces for v in (p.tolist() if isinstance(p, np.ndarray) else p)])
     return joined
 
 

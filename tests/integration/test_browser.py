@@ -29,14 +29,10 @@ def chromium() -> str:
     return found
 
 
-def test_report_renders_offline_in_chromium(tmp_path):
+def render(page_file: Path, screenshot: str) -> dict:
+    """Open ``page_file`` offline in Chromium: console problems, requests, charts, TABLE rows, and a sort."""
     from playwright.sync_api import sync_playwright
 
-    run_dir = write_run(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "report", str(run_dir)], capture_output=True,
-                          text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    page_file = run_dir / "report.html"
     problems, requests = [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
@@ -56,17 +52,55 @@ def test_report_renders_offline_in_chromium(tmp_path):
             rows = page.evaluate("() => document.querySelectorAll('#cells tbody tr').length")
             first = page.evaluate("() => document.querySelector('#cells tbody tr td').textContent")
             page.click("#cells th:nth-child(1)")
-            page.click("#cells th:nth-child(1)")  # descending: the largest cell id first
+            page.click("#cells th:nth-child(1)")  # descending: the largest value of the first column first
             after = page.evaluate("() => document.querySelector('#cells tbody tr td').textContent")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
         finally:
             browser.close()
     assert problems == [], problems
     assert requests == [page_file.as_uri()], requests
-    assert len(charts) == EXPECTED_CHARTS
     assert all(c["traces"] > 0 and c["svg"] > 0 and c["marks"] > 0 for c in charts), json.dumps(charts)
-    assert rows == len(made_up_records())
-    assert first != after and after == max(r["cell_id"] for r in made_up_records())
-    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+    assert (ARTIFACTS / screenshot).stat().st_size > 10_000
+    return {"charts": charts, "rows": rows, "first": first, "after": after}
 
+
+def orchestrate(*args) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_report_renders_offline_in_chromium(tmp_path):
+    run_dir = write_run(tmp_path)
+    orchestrate("report", run_dir)
+    seen = render(run_dir / "report.html", "report.png")
+    assert len(seen["charts"]) == EXPECTED_CHARTS
+    assert seen["rows"] == len(made_up_records())
+    assert seen["first"] != seen["after"] and seen["after"] == max(r["cell_id"] for r in made_up_records())
+
+
+def test_merged_and_compared_pages_render_offline_in_chromium(tmp_path):
+    import copy
+
+    first = write_run(tmp_path / "a")
+    slower = {}
+    for run_id in ("20260101T000001Z-abcdef", "20260101T000002Z-abcdef"):  # decode twice as slow: "slower"
+        slower[run_id] = []
+        for rec in made_up_records():
+            rec["run_id"] = run_id
+            for rep in (rec["result"] or {}).get("repetitions", []):
+                rep["decode_s"] *= 2
+                rep["inter_token_latencies_s"] = [v * 2 for v in rep["inter_token_latencies_s"]]
+            slower[run_id].append(rec)
+    elsewhere = write_run(tmp_path / "b", slower["20260101T000001Z-abcdef"], "20260101T000001Z-abcdef", "Other CPU 1")
+    orchestrate("merge", first, elsewhere, "--out", tmp_path / "merged")  # two machines side by side
+    merged = render(tmp_path / "merged" / "report.html", "merged-report.png")
+    assert {c["id"] for c in merged["charts"]} >= {"chart-decode", "chart-prefill", "chart-ttft"}
+    assert merged["rows"] == 2 * len(made_up_records())
+    again = write_run(tmp_path / "c", slower["20260101T000002Z-abcdef"], "20260101T000002Z-abcdef")
+    orchestrate("compare", first, again, "--out", tmp_path / "compared")  # the same machine, slower
+    compared = render(tmp_path / "compared" / "compare.html", "compare.png")
+    assert {c["id"] for c in compared["charts"]} >= {"chart-ratio-gen_tps", "chart-ratio-prompt_tps"}
+    assert compared["rows"] > 0

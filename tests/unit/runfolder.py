@@ -33,10 +33,10 @@ def made_up_records() -> list[dict]:
     return records
 
 
-def run_document(records: list[dict]) -> dict:
+def run_document(records: list[dict], run_id: str = RUN_ID, brand: str = "Test CPU 9000") -> dict:
     """A run.json for ``records``, shaped as execute_run writes it."""
     return {
-        "schema_version": 1, "run_id": RUN_ID, "status": "finished", "started_at": "2026-01-01T00:00:00+00:00",
+        "schema_version": 1, "run_id": run_id, "status": "finished", "started_at": "2026-01-01T00:00:00+00:00",
         "finished_at": "2026-01-01T00:05:00+00:00",
         "orchestrator": {"version": "0.1.0", "git_commit": "0" * 40, "git_dirty": False},
         "matrix": {"path": "matrix.yaml", "text": "version: 1\n", "expanded": [{"cell_id": r["cell_id"]} for r in records]},
@@ -46,18 +46,19 @@ def run_document(records: list[dict]) -> dict:
         "models": {"tinystories-15m/gguf-f32": {"sha256": "3" * 64, "size": 60 * 2**20, "path": "/m/a.gguf"}},
         "host": {"fingerprint": "f", "frequency": {"ghz": 2.5, "source": "test frequency"}, "cgroup_version": 1,
                  "docker": {"version": "20.10.24"}, "kernel": "6.1.0-test", "governor": "powersave",
-                 "smt_active": "1", "cpu": {"brand": "Test CPU 9000", "logical_cpus": 2, "physical_cores": 1}},
+                 "smt_active": "1", "cpu": {"brand": brand, "logical_cpus": 2, "physical_cores": 1}},
         "counts": {}, "error": None,
     }
 
 
-def write_run(root: Path, records: list[dict] | None = None) -> Path:
-    """A RUN folder under ``root`` holding ``records`` (made-up ones by default)."""
+def write_run(root: Path, records: list[dict] | None = None, run_id: str = RUN_ID,
+              brand: str = "Test CPU 9000") -> Path:
+    """A RUN folder under ``root`` holding ``records`` (made-up ones by default), on a CPU named ``brand``."""
     records = made_up_records() if records is None else records
-    run_dir = Path(root) / RUN_ID
+    run_dir = Path(root) / run_id
     for rec in records:
         path = run_dir / "cells" / rec["cell_id"] / "record.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(rec))
-    (run_dir / "run.json").write_text(json.dumps(run_document(records)))
+    (run_dir / "run.json").write_text(json.dumps(run_document(records, run_id, brand)))
     return run_dir
