@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -30,8 +31,16 @@ def suite_of(ref: str) -> str | None:
     return match.group("suite") if match else None
 
 
+_MAKING = threading.Lock()  # images built at once in threads share one base: it is made once
+
+
 def resolve(docker: Docker, ref: str, progress: Callable[[str], None] = print) -> tuple[str, str]:
     """The base image to build on, as (reference, image id); makes it locally when it cannot be pulled."""
+    with _MAKING:
+        return _resolve(docker, ref, progress)
+
+
+def _resolve(docker: Docker, ref: str, progress: Callable[[str], None]) -> tuple[str, str]:
     image = docker.image_id(ref)
     if image:
         return ref, image

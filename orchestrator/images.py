@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -186,9 +187,25 @@ def available() -> list[str]:
     return sorted(p.name for p in IMAGES_DIR.iterdir() if (p / "Dockerfile").is_file())
 
 
+_BUILDING: dict[str, threading.Lock] = {}  # one lock per image folder: threads that ask for it build it once
+_BUILDING_GUARD = threading.Lock()
+
+
 def ensure(docker: Docker, name: str, logs_dir: Path, progress: Callable[[str], None] = print,
            buildargs: dict | None = None) -> Built:
-    """Build ``images/<name>`` unless an image with the same content tag exists; return it."""
+    """Build ``images/<name>`` unless an image with the same content tag exists; return it.
+
+    Safe to call from several threads: a second caller for the same folder waits for the
+    first one's build and then finds its image.
+    """
+    with _BUILDING_GUARD:
+        lock = _BUILDING.setdefault(name, threading.Lock())
+    with lock:
+        return _ensure(docker, name, logs_dir, progress, buildargs)
+
+
+def _ensure(docker: Docker, name: str, logs_dir: Path, progress: Callable[[str], None],
+            buildargs: dict | None) -> Built:
     folder = IMAGES_DIR / name
     if not folder.is_dir():
         raise UsageError(f"no image folder images/{name}; available: {', '.join(available())}")
