@@ -99,7 +99,9 @@ def parse(text: str | bytes, source: str = "<matrix>") -> Matrix:
     problems = [Problem(source, schemas.json_path(path), _line_for(index, path), f"{value} is not a finite number",
                         "a finite number: JSON, and so the job file, cannot hold NaN or infinity")
                 for path, value in _non_finite(data) if path != ("timeout_s",)]  # timeout_s: bounds says more
-    errors = list(schemas.validator("matrix").iter_errors(data))
+    # The compiled validator says whether there is anything to report; only then is jsonschema
+    # (slow to import) asked for every error with its path.
+    errors = [] if schemas.passes("matrix", data) else list(schemas.validator("matrix").iter_errors(data))
     for error in errors:
         problems += _schema_problems(error, source, index)
     try:

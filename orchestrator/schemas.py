@@ -6,8 +6,11 @@ import json
 from functools import cache
 from pathlib import Path
 
-import jsonschema
-from referencing import Registry, Resource
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # jsonschema is imported where a document fails: the compiled check decides first
+    import jsonschema
+    from referencing import Registry
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -15,6 +18,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 @cache
 def _registry() -> Registry:
     """Every schema under schemas/, so one may $ref another by file name."""
+    from referencing import Registry, Resource
+
     resources = []
     for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
         schema = json.loads(path.read_text())
@@ -25,6 +30,8 @@ def _registry() -> Registry:
 @cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     """The validator for ``schemas/<name>.schema.json``."""
+    import jsonschema
+
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema, registry=_registry())
@@ -82,6 +89,11 @@ def _compiled(name: str):
 
     return jsonschema_rs.validator_for(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text()),
                                        retriever=retrieve)
+
+
+def passes(name: str, document) -> bool:
+    """True when ``document`` is valid against ``schemas/<name>.schema.json`` (the compiled check)."""
+    return _passes_compiled(name, document)
 
 
 def _passes_compiled(name: str, document) -> bool:

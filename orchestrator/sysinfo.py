@@ -8,9 +8,6 @@ import os
 import platform
 from pathlib import Path
 
-import cpuinfo
-import psutil
-
 from orchestrator import __version__
 from orchestrator.cpuset import Cpu, parse_cpulist
 
@@ -65,6 +62,9 @@ def frequency() -> dict:
 
 def snapshot(docker_info: dict | None = None) -> dict:
     """Facts about the host that a RESULT needs to be trusted and compared."""
+    import cpuinfo  # here: slow to import, and only a RUN's snapshot needs it
+    import psutil
+
     info = cpuinfo.get_cpu_info()
     uname = platform.uname()
     memory = psutil.virtual_memory()

@@ -79,3 +79,12 @@ def test_validate_names_line_and_allowed_options(given, words, allowed):
         matrix.parse(MATRIX.replace("{OPTIONS}", given), "m.yaml")
     (problem,) = caught.value.problems
     assert problem.line == 4 and words in problem.message and problem.allowed.startswith(allowed)
+
+
+def test_every_declared_options_schema_is_a_valid_json_schema():
+    import jsonschema
+
+    from orchestrator.engines import ENGINES
+
+    for engine in ENGINES.values():  # declare() does not check at import: the command line starts faster
+        jsonschema.Draft202012Validator.check_schema(engine.options)
