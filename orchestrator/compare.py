@@ -220,9 +220,9 @@ def cpu_model(run: Run) -> str:
 
 
 def cpu_path(cell: CellRun) -> str | None:
-    """The engine's CPU code path as its RESULT names it (llama.cpp's ggml variant), if it does."""
+    """The engine's CPU code path as its RESULT names it (llama.cpp's ggml variant; the others' summary)."""
     path = cell.engine_build.get("cpu_path")
-    return path.get("variant") if isinstance(path, dict) else None
+    return (path.get("variant") or path.get("summary")) if isinstance(path, dict) else None
 
 
 def _short(value) -> str:
