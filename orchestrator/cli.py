@@ -246,14 +246,21 @@ def _compare_outcome(text: str, compared, fail_on: list[str]) -> int:
     return FAIL_ON_EXIT if broken else 0
 
 
+def _verdict_settings(args) -> float:
+    """The --noise fraction, after checking every --fail-on rule: bad input fails before anything is read."""
+    from orchestrator import compare
+
+    for rule in args.fail_on:
+        compare.parse_fail_on(rule)
+    return compare.fraction(args.noise, "--noise")
+
+
 def cmd_compare(args) -> int:
     import tempfile
 
     from orchestrator import bundle, compare, comparereport
 
-    for rule in args.fail_on:  # a bad rule fails before anything is read
-        compare.parse_fail_on(rule)
-    noise = compare.fraction(args.noise, "--noise")
+    noise = _verdict_settings(args)
     with tempfile.TemporaryDirectory(prefix="orchestrate-compare-") as scratch:
         a, b = bundle.open_run(Path(args.a), Path(scratch)), bundle.open_run(Path(args.b), Path(scratch))
     ignore = tuple(name for item in args.ignore for name in item.split(",") if name)
@@ -275,11 +282,9 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from orchestrator import compare, reproduce
+    from orchestrator import reproduce
 
-    for rule in args.fail_on:
-        compare.parse_fail_on(rule)
-    noise = compare.fraction(args.noise, "--noise")
+    noise = _verdict_settings(args)
     done = reproduce.reproduce(Path(args.bundle), Path(args.results), args.force, _say, noise=noise)
     _say(f"RUN {done.new.info.run_id} reproduces {done.original.info.run_id}: {done.run_dir}")
     _say(f"compare report: {done.report} (also compare.csv, compare.json, compare.html)")

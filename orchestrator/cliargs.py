@@ -128,14 +128,11 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("a", help="the baseline: a RUN folder or a bundle file")
     c.add_argument("b", help="the RUN compared with it: a RUN folder or a bundle file")
     c.add_argument("--format", choices=["md", "csv", "json"], default="md", help="what to print (default md)")
-    c.add_argument("--out", help="also write compare.md/csv/json into this folder")
-    c.add_argument("--noise", default="5%", help="differences up to this are the same within noise (default 5%%)")
+    c.add_argument("--out", help="also write compare.md/csv/json/html into this folder")
     c.add_argument("--ignore", action="append", default=[], metavar="COORD",
                    help="pair CELLs on their coordinates less these (threads, format, engine_options, "
                         "engine_options.NAME; comma-separated or repeated), e.g. to compare 1 thread with 2")
-    c.add_argument("--fail-on", action="append", default=[], metavar="RULE",
-                   help="exit 6 when a metric is slower by more than N (slower:5%%) or a CELL is not comparable "
-                        "(not-comparable); repeatable")
+    _verdict_options(c)
 
     c = add("bundle", "pack a RUN into one file a colleague can reproduce",
             "Write RUN_DIR's records and run.json, its MATRIX, the content hashes of every IMAGE's build context, "
@@ -152,7 +149,14 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("bundle", help="a bundle file from `orchestrate bundle`")
     c.add_argument("--results", default="results", help="folder for the new RUN folder (default: results)")
     c.add_argument("--force", action="store_true", help="run even when this checkout's IMAGE contexts differ")
-    c.add_argument("--noise", default="5%", help="differences up to this are the same within noise (default 5%%)")
-    c.add_argument("--fail-on", action="append", default=[], metavar="RULE",
-                   help="exit 6 when a metric is slower by more than N (slower:5%%) or a CELL is not comparable")
+    _verdict_options(c)
     return top
+
+
+def _verdict_options(command) -> None:
+    """--noise and --fail-on: how `compare` and `reproduce` turn ratios into verdicts and an exit code."""
+    command.add_argument("--noise", default="5%",
+                         help="differences up to this are the same within noise (default 5%%)")
+    command.add_argument("--fail-on", action="append", default=[], metavar="RULE",
+                         help="exit 6 when a metric is slower by more than N (slower:5%%) or a CELL is not "
+                              "comparable (not-comparable); repeatable")

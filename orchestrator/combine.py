@@ -19,7 +19,7 @@ import pandas as pd
 
 from orchestrator import merge, report
 from orchestrator.errors import ResultError, UsageError
-from orchestrator.results import read_run, write_json_atomic
+from orchestrator.results import read_run, write_json_atomic, write_text_atomic
 
 # Metrics shown side by side, one column per machine, at the top of the merged page.
 SIDE_BY_SIDE = {"gen_tps_median": "gen tok/s", "prompt_tps_median": "prompt tok/s", "ttft_ms_median": "TTFT ms",
@@ -247,9 +247,9 @@ def write(merged: Merged, out: Path) -> dict[str, Path]:
     for name, frame in (("cells", merged.cells), ("repetitions", merged.repetitions)):
         for fmt, exporter in report.EXPORTERS.items():
             path = tables / f"{name}.{fmt}"
-            path.write_text(markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame))
+            write_text_atomic(path, markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame))
             written[f"{name}.{fmt}"] = path
-    (out / "report.html").write_text(htmlviews.merged_page(merged))
+    write_text_atomic(out / "report.html", htmlviews.merged_page(merged))
     written["report.html"] = out / "report.html"
     return written
 

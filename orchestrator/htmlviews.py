@@ -7,6 +7,7 @@ every value shown comes from the merged TABLE or from the comparison, never from
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from orchestrator import charts, htmlreport
@@ -93,9 +94,7 @@ def compare_page(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: fl
     env = ("<table class='env'><tr><th></th><th>A</th><th>B</th></tr>"
            + "".join(f"<tr><th>{_e(w)}</th><td>{_e(x)}</td><td>{_e(y)}</td></tr>"
                      for w, x, y in comparereport.environment(a, b)) + "</table>")
-    counts: dict[str, int] = {}
-    for cell in compared:
-        counts[cell.verdict] = counts.get(cell.verdict, 0) + 1
+    counts = Counter(cell.verdict for cell in compared)
     what = (f"A: <code>{_e(a.source)}</code> (RUN {_e(a.info.run_id)}); B: <code>{_e(b.source)}</code> "
             f"(RUN {_e(b.info.run_id)}). CELLs: " + ", ".join(f"{n} {_e(v)}" for v, n in counts.items()) + ".")
     note = ("Click a column heading to sort. One row per CELL and metric; a CELL that is not comparable has one row "

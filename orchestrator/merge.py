@@ -150,7 +150,7 @@ def packed(values: list):
 def columns_of(rows: list[dict]) -> dict[str, list]:
     """Rows as columns, keys in the order they first appear; a row without a key has None there."""
     keys = list(rows[0]) if rows else []
-    if all(len(row) == len(keys) for row in rows) and all(list(row) == keys for row in rows):
+    if all(list(row) == keys for row in rows):
         return {k: list(v) for k, v in zip(keys, zip(*(row.values() for row in rows)))} if rows else {}
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return {k: [row.get(k) for row in rows] for k in keys}

@@ -169,8 +169,9 @@ def write(run_dir: Path, broken: list | None = None) -> dict[str, Path]:
             if broken is not None:
                 broken += part_broken
         table, reps = merge.tables(records, frequency, (merge.join_columns(cell_parts), merge.join_columns(rep_parts)))
-        found = dict(zip(table["cell_id"], table["agreement"])) if "agreement" in table.columns else {}
-        continuations = quality.reference_continuations(records, {k: {"agreement": v} for k, v in found.items()})
+        found = ({cell_id: {"agreement": verdict} for cell_id, verdict in zip(table["cell_id"], table["agreement"])}
+                 if "agreement" in table.columns else {})  # merge.agreement's verdicts, already in the TABLE
+        continuations = quality.reference_continuations(records, found)
         (run_dir / "tables").mkdir(exist_ok=True)
         _JOB.update(run=run, records=records, table=table, reps=reps, continuations=continuations,
                     broken=broken or [], run_dir=run_dir)

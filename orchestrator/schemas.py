@@ -47,7 +47,7 @@ def json_path(parts) -> str:
 
 def problems(name: str, document) -> list[tuple[str, str]]:
     """Every schema violation of ``document`` as (path, message), sorted by path."""
-    if _passes_compiled(name, document):
+    if passes(name, document):
         return []
     found = []
     for error in validator(name).iter_errors(document):
@@ -92,12 +92,7 @@ def _compiled(name: str):
 
 
 def passes(name: str, document) -> bool:
-    """True when ``document`` is valid against ``schemas/<name>.schema.json`` (the compiled check)."""
-    return _passes_compiled(name, document)
-
-
-def _passes_compiled(name: str, document) -> bool:
-    """True when the compiled validator accepts ``document``; False means: ask jsonschema."""
+    """True when the compiled validator accepts ``document``; False means: ask jsonschema for the errors."""
     try:
         return _compiled(name).is_valid(document)
     except Exception:  # noqa: BLE001 - any trouble on the fast side: jsonschema decides
