@@ -73,8 +73,8 @@ def _spread_bars(rows: list[dict], metric: str, many_models: bool, many_workload
 
 def speed_figures(rows: list[dict]) -> list[Figure]:
     """Decode and prefill tokens/s and time to first token per engine x format x threads."""
-    ok = [r for r in rows if r["status"] == "ok"][:MAX_CELLS]
-    if not ok:
+    ok = [r for r in rows if r["status"] == "ok" and (_num(r.get("gen_tps_n")) or 0) > 0][:MAX_CELLS]
+    if not ok:  # (perplexity CELLs generate nothing: they have their own chart)
         return []
     many_models = len({r["model"] for r in rows}) > 1
     many_workloads = len({r["workload"] for r in rows}) > 1
@@ -100,7 +100,7 @@ def latency_figure(rows: list[dict], records: list[dict]) -> list[Figure]:
              "lowerfence": [], "upperfence": [], "mean": [], "boxpoints": False, "marker": {"color": "#1f77b4"}}
     for row in [r for r in rows if r["status"] == "ok"][:MAX_CELLS]:
         values = sorted(s * 1000 for rep in by_id[row["cell_id"]]["result"]["repetitions"]
-                        for s in rep["inter_token_latencies_s"])
+                        for s in rep.get("inter_token_latencies_s", ()))  # none for a perplexity CELL
         if not values:
             continue
         boxes["x"].append(f"{_axis_label(row, many_models, many_workloads)} t{row['threads']}")
@@ -134,7 +134,7 @@ def _lines(rows: list[dict], series_key, x_of, y_of) -> list:
 
 def scaling_figures(rows: list[dict], parameters: dict[str, int]) -> list[Figure]:
     """Thread scaling (several thread counts) and model-size scaling (several models)."""
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"] == "ok" and (_num(r.get("gen_tps_n")) or 0) > 0]
     figures = []
     if len({r["threads"] for r in ok}) > 1:
         key = lambda r: f"{r['engine']} {r['format']} {r['model']} {r['workload']}"  # noqa: E731
@@ -184,3 +184,28 @@ def agreement_figure(rows: list[dict]) -> list[Figure]:
                    "workload): they must agree on the first 32 tokens or are flagged DISAGREE (red). Quantized "
                    "formats against their F32 parent (grey, for information).",
                    traces, _layout("tokens", barmode="relative"))]
+
+
+def perplexity_figure(rows: list[dict]) -> list[Figure]:
+    """Perplexity of every perplexity CELL, coloured by its verdict against the reference."""
+    judged = [r for r in rows if r.get("ppl_agreement") in VERDICT_COLOURS][:MAX_CELLS]
+    if not judged:
+        return []
+    many_models = len({r["model"] for r in rows}) > 1
+    many_workloads = len({r["workload"] for r in rows}) > 1
+    traces = []
+    for verdict, colour in VERDICT_COLOURS.items():
+        mine = [r for r in judged if r["ppl_agreement"] == verdict]
+        if mine:
+            traces.append({
+                "type": "bar", "name": verdict, "marker": {"color": colour},
+                "x": [f"{_axis_label(r, many_models, many_workloads)} t{r['threads']}" for r in mine],
+                "y": [_num(r["perplexity"]) for r in mine],
+                "customdata": [[r["cell_id"], _num(r["ppl_vs_reference"]), r.get("ppl_reference") or "-"]
+                               for r in mine],
+                "hovertemplate": "%{x}<br>perplexity %{y:.5g}<br>%{customdata[1]:+.2%} vs %{customdata[2]}"
+                                 "<br>%{customdata[0]}<extra></extra>"})
+    return [Figure("chart-perplexity", "Perplexity of the evaluation text",
+                   "exp(mean negative log-likelihood) of the text's ids. F32 CELLs must be within 0.5 % of the "
+                   "reference (llama.cpp gguf-f32) or are flagged DISAGREE (red); quantized formats show their "
+                   "increase over their F32 parent (grey).", traces, _layout("perplexity"))]

@@ -180,6 +180,7 @@ def cmd_clean(args) -> int:
 def cmd_engines(args) -> int:
     for engine in _engines(include_tests=args.all):
         print(f"{engine.name:12} formats: {', '.join(sorted(engine.formats))}")
+        print(f"{'':12} workloads: {', '.join(sorted(engine.workloads))}")
         print(f"{'':12} {engine.description}")
         for option, meaning in engine_options.describe(engine.options):
             print(f"{'':12} option {option}: {meaning}")

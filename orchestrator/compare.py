@@ -28,7 +28,8 @@ from orchestrator.rundata import CellRun, Run
 
 # metric -> (label, True when higher is better)
 METRICS = {"gen_tps": ("decode tok/s", True), "prompt_tps": ("prefill tok/s", True),
-           "ttft_ms": ("TTFT ms", False), "itl_p50_ms": ("ITL p50 ms", False)}
+           "ttft_ms": ("TTFT ms", False), "itl_p50_ms": ("ITL p50 ms", False),
+           "ppl_tps": ("perplexity scored tok/s", True)}
 CONFIDENCE = 0.95
 NOISE = 0.05  # default: relative differences below 5% are called the same
 EXACT_LIMIT = 2500  # m*n up to which the U distribution is counted exactly; above, the normal approximation
@@ -250,7 +251,7 @@ def compare(a: Run, b: Run, noise: float = NOISE, ignore: tuple[str, ...] = (),
             continue
         why = reasons(a, b, ca, cb, ignore)
         metrics = () if why else tuple(compare_metric(m, ca.samples(m), cb.samples(m), noise, confidence)
-                                       for m in METRICS)
+                                       for m in METRICS if ca.samples(m) or cb.samples(m))
         label = ca.label if ca.label == cb.label else f"{ca.label} -> {cb.label}"
         if ca.engine_options != cb.engine_options:
             label += (f" options {json.dumps(ca.engine_options, sort_keys=True)} -> "

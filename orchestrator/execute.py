@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -38,12 +39,27 @@ def job_document(settings: CellSettings) -> dict:
         "model": {"id": cell.model, "format": cell.format, "path": model.container_path, "sha256": model.sha256,
                   "tokenizer": model.container_tokenizer},
         "threads": cell.threads,
-        "workload": {"name": workload.name, "prompt": workload.prompt, "prompt_tokens": workload.prompt_tokens,
-                     "gen_tokens": workload.gen_tokens},
+        "workload": _workload(settings),
         "warmup": settings.warmup,
         "repetitions": settings.repetitions,
         "output_dir": "/out",
     }
+
+
+IDS_IN_JOB = "ids.json"  # a perplexity CELL's token ids, copied into its job folder (/job/ids.json)
+
+
+def _workload(settings: CellSettings) -> dict:
+    """The job's workload: a prompt to generate from, or (perplexity) the text's ids file and its windows."""
+    workload = settings.cell.workload
+    if not workload.is_perplexity:
+        return {"name": workload.name, "prompt": workload.prompt, "prompt_tokens": workload.prompt_tokens,
+                "gen_tokens": workload.gen_tokens}
+    ids = settings.eval_ids
+    if ids is None:
+        raise DockerError(f"{settings.cell.label()}: no token ids of text {workload.text!r} were prepared")
+    return {"name": workload.name, "kind": "perplexity", "text": workload.text, "ids_path": f"/job/{IDS_IN_JOB}",
+            "ids_sha256": ids.sha256, "context": workload.context, "stride": workload.stride}
 
 
 def container_spec(settings: CellSettings, cell_dir: Path, cgroup_parent: str) -> ContainerSpec:
@@ -73,6 +89,9 @@ def run_cell(docker: ContainerRunner, docker_info: dict, settings: CellSettings,
     job_dir, out_dir = cell_dir / "job", cell_dir / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / "job.json", job)
+    if settings.eval_ids is not None:
+        shutil.copyfile(settings.eval_ids.path, job_dir / IDS_IN_JOB)
+        os.chmod(job_dir / IDS_IN_JOB, 0o644)
     if job_file is not None:
         (job_dir / "job.json").write_bytes(job_file)
         os.chmod(job_dir / "job.json", 0o644)

@@ -96,6 +96,9 @@ def warnings(run: dict, records: list[dict], rows: list[dict]) -> list[str]:
         if row.get("agreement") == "DISAGREE":
             found.append(f"{where} DISAGREES with {row['agreement_reference']}: {_fmt(row['agreement_tokens'])} of "
                          f"{_fmt(row['agreement_of'])} greedy tokens match.")
+        if row.get("ppl_agreement") == "DISAGREE":
+            found.append(f"{where}: perplexity {row['perplexity']:.5g} is {row['ppl_vs_reference']:+.2%} from "
+                         f"{row['ppl_reference']}'s: F32 engines must agree within 0.5 %.")
         if row.get("token_ids_stable") is False:
             found.append(f"{where} generated different tokens in different repetitions.")
         if row.get("test_double"):
@@ -198,7 +201,8 @@ def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | Non
     """The whole report.html of a RUN as text; ``broken`` records (results.Broken) are named in the warnings."""
     rows = _rows(table)
     figures = (charts.speed_figures(rows) + charts.latency_figure(rows, records)
-               + charts.scaling_figures(rows, parameters(run)) + charts.agreement_figure(rows))
+               + charts.scaling_figures(rows, parameters(run)) + charts.agreement_figure(rows)
+               + charts.perplexity_figure(rows))
     extra = [c for c in ("perplexity",) if rows and c in rows[0]]
     ok = sum(1 for r in rows if r["status"] == "ok")
     host = run.get("host", {})

@@ -36,10 +36,35 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Workload:
+    """A generation workload (prompt, gen_tokens) or a perplexity one (text, context, stride)."""
+
     name: str
-    prompt: str
-    gen_tokens: int
+    prompt: str | None
+    gen_tokens: int | None
     prompt_tokens: int | None = None
+    kind: str = "generate"
+    text: str | None = None  # perplexity: an evaluation text of catalogue/texts.yaml
+    context: int | None = None  # perplexity: ids per window
+    stride: int | None = None  # perplexity: how far each window starts after the previous one
+
+    @property
+    def is_perplexity(self) -> bool:
+        return self.kind == "perplexity"
+
+    def to_json(self) -> dict:
+        """The workload as plain data: part of the CELL id. A generation workload keeps the shape it had
+        before perplexity existed, so its CELL ids (and RUNs compared across versions) stay the same."""
+        if self.is_perplexity:
+            return {"name": self.name, "kind": self.kind, "text": self.text, "context": self.context,
+                    "stride": self.stride}
+        return {"name": self.name, "prompt": self.prompt, "gen_tokens": self.gen_tokens,
+                "prompt_tokens": self.prompt_tokens}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Workload":
+        if data.get("kind") == "perplexity":
+            return cls(data["name"], None, None, None, "perplexity", data["text"], data["context"], data["stride"])
+        return cls(data["name"], data["prompt"], data["gen_tokens"], data.get("prompt_tokens"))
 
 
 @dataclass(frozen=True)
@@ -243,6 +268,9 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
         if names.index(name) != i:
             add(("workloads", i, "name"), f"workload name {name!r} is used twice", "unique names")
     for i, workload in enumerate(data["workloads"]):
+        if workload.get("kind") == "perplexity":
+            _check_perplexity(i, workload, data, known, add)
+            continue
         for model in data["models"]:
             entry = known.get(model["id"])
             need = (workload.get("prompt_tokens") or 0) + workload["gen_tokens"]
@@ -250,6 +278,27 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
                 add(("workloads", i), f"prompt_tokens + gen_tokens = {need} exceeds the context length "
                     f"{entry.context_length} of model {model['id']!r}", f"at most {entry.context_length} tokens")
     return problems
+
+
+def _check_perplexity(i: int, workload: dict, data: dict, known: dict, add) -> None:
+    """A perplexity workload: a known text, stride within context, context within every model's, an engine for it."""
+    from orchestrator import texts  # only a MATRIX with a perplexity workload reads the texts catalogue
+
+    catalogue_texts = texts.load()
+    if workload["text"] not in catalogue_texts:
+        add(("workloads", i, "text"), f"unknown evaluation text {workload['text']!r}",
+            ", ".join(sorted(catalogue_texts)) + " (catalogue/texts.yaml)")
+    if workload["stride"] >= workload["context"]:
+        add(("workloads", i, "stride"), f"stride {workload['stride']} is not below context {workload['context']}: "
+            "the first id of every window after the first would never be scored", f"1 to {workload['context'] - 1}")
+    for model in data["models"]:
+        entry = known.get(model["id"])
+        if entry is not None and entry.context_length and workload["context"] > entry.context_length:
+            add(("workloads", i, "context"), f"context {workload['context']} exceeds the context length "
+                f"{entry.context_length} of model {model['id']!r}", f"at most {entry.context_length}")
+    if not any(name in ENGINES and "perplexity" in ENGINES[name].workloads for name in (e["name"] for e in data["engines"])):
+        add(("workloads", i, "kind"), "no engine in this MATRIX runs a perplexity workload",
+            ", ".join(sorted(n for n, e in ENGINES.items() if "perplexity" in e.workloads and not e.test_only)))
 
 
 def _repetitions(data: dict) -> tuple[int | None, int, float | None]:
@@ -276,8 +325,7 @@ def _build(data: dict, source: str, text: str) -> Matrix:
         engines=tuple(EngineSpec(e["name"], _canonical(e.get("options", {}))) for e in data["engines"]),
         models=tuple(ModelSpec(m["id"], tuple(m["formats"])) for m in data["models"]),
         threads=tuple(data["threads"]),
-        workloads=tuple(Workload(w["name"], w["prompt"], w["gen_tokens"], w.get("prompt_tokens"))
-                        for w in data["workloads"]),
+        workloads=tuple(Workload.from_json(w) for w in data["workloads"]),
         warmup=data.get("warmup", DEFAULTS["warmup"]),
         repetitions=_repetitions(data)[1],
         repetitions_min=_repetitions(data)[0],

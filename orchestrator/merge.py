@@ -13,7 +13,7 @@ import json
 import operator
 from typing import TYPE_CHECKING
 
-from orchestrator import certainty, sampling, stats
+from orchestrator import certainty, perplexity, sampling, stats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,6 +30,7 @@ CELL_METRICS = ["peak_memory_mib", "cpu_seconds"]
 REPETITION_COLUMNS = KEYS + ["repetition", "batch", "round", "position", "prompt_tokens", "generated_tokens",
                              "prefill_s", "decode_s"] + REPETITION_METRICS
 _STAT_NAMES = {m: [f"{m}_{s}" for s in STATS] for m in REPETITION_METRICS + CELL_METRICS}  # summary()'s order
+PERPLEXITY_AGREEMENT = ("ppl_reference", "ppl_vs_reference", "ppl_agreement")
 AGREEMENT_COLUMNS = ("agreement_reference", "agreement_tokens", "agreement_of", "agreement", "token_ids_stable")
 
 
@@ -42,7 +43,8 @@ def repetitions(records: list[dict]) -> pd.DataFrame:
 
 
 def _repetition_rows(record: dict) -> list[dict]:
-    if record["status"] != "ok":
+    """The generation repetitions' rows (a perplexity CELL's evaluations are summarised in its CELL row)."""
+    if record["status"] != "ok" or perplexity.is_perplexity(record["result"]):
         return []
     keys = _keys(record)
     rows = []
@@ -114,8 +116,12 @@ def tables(records: list[dict], frequency: dict, columns: tuple[dict, dict] | No
         return pd.DataFrame(), pd.DataFrame(columns=REPETITION_COLUMNS)
     cell_columns, rep_columns = columns if columns is not None else derived_columns(records, frequency)
     found = agreement(records)
+    scores = perplexity.agreement(records, _group)
     ids = list(cell_columns["cell_id"])
     cell_columns = {**cell_columns, **{c: [found.get(i, {}).get(c) for i in ids] for c in AGREEMENT_COLUMNS}}
+    if scores:  # a RUN with perplexity CELLs: the reference and the relative difference of each
+        cell_columns.update({c: [scores.get(i, {}).get(c, NAN if c == "ppl_vs_reference" else None) for i in ids]
+                             for c in PERPLEXITY_AGREEMENT})
     return pd.DataFrame(cell_columns), pd.DataFrame(rep_columns, columns=REPETITION_COLUMNS)
 
 
@@ -200,6 +206,8 @@ def cell_rows(record: dict, frequency: dict) -> tuple[dict, list[dict]]:
     row.update(normalise(row["gen_tps_median"], record["cell"]["threads"],
                          measured if measured and measured.get("ghz") else frequency))
     row["engine_options"] = json.dumps(record["cell"]["engine_options"], sort_keys=True)
+    if record["cell"]["workload"].get("kind") == "perplexity":
+        row.update({k: v for k, v in perplexity.cell_columns(record).items() if k not in PERPLEXITY_AGREEMENT})
     return row, mine
 
 
@@ -237,7 +245,7 @@ def agreement(records: list[dict]) -> dict[str, dict]:
     CELLs are compared with their F32 parent (gguf-f32) of the same engine, else of
     any engine; their length of agreement is reported ('info').
     """
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if r["status"] == "ok" and not perplexity.is_perplexity(r["result"])]
     anchors: dict[tuple, dict] = {}  # group -> reference of its F32 CELLs
     parents: dict[tuple, dict] = {}  # (group, engine or None) -> first gguf-f32 CELL
     for record in ok:

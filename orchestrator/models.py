@@ -183,7 +183,7 @@ def _make_from_gguf(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Pat
     os.chmod(spec_dir / "spec.json", 0o644)
     source = FORMAT_FILES[entry.source["format"]]
     progress(f"making {entry.id}: dequantized safetensors + GGUF F32 from {source} in {maker.tag}")
-    _run_tool(docker, maker, ["python3", "/opt/modelmaker/from_gguf.py", "--gguf", f"/models/{source}",
+    run_tool(docker, maker, ["python3", "/opt/modelmaker/from_gguf.py", "--gguf", f"/models/{source}",
                               "--spec", "/spec/spec.json", "--out", "/out"],
               (Mount(str(model_dir), "/models"), Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
               f"making {entry.id} from {source}", logs_dir / f"make-{entry.id}.log", progress)
@@ -220,7 +220,7 @@ def _tool_dir(model_dir: Path, name: str) -> Path:
     return work
 
 
-def _run_tool(docker: Docker, image: images.Built, command: list[str], mounts: tuple[Mount, ...], what: str,
+def run_tool(docker: Docker, image: images.Built, command: list[str], mounts: tuple[Mount, ...], what: str,
               log_path: Path, progress: Callable[[str], None] = print) -> str:
     done = docker.run_tool(image.tag, command, mounts, TOOL_USER, name=f"orchestrate-tool-{os.getpid()}",
                            labels={"orchestrate.tool": image.name}, on_line=lambda line: progress(f"  {line}"))
@@ -240,7 +240,7 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
     (spec_dir / "spec.json").write_text(json.dumps(entry.spec(), indent=2, sort_keys=True))
     os.chmod(spec_dir / "spec.json", 0o644)
     progress(f"making {entry.id}: safetensors + GGUF F32 in {maker.tag} (this takes a while for large models)")
-    _run_tool(docker, maker, ["python3", "/opt/modelmaker/make_model.py", "--spec", "/spec/spec.json", "--out", "/out"],
+    run_tool(docker, maker, ["python3", "/opt/modelmaker/make_model.py", "--spec", "/spec/spec.json", "--out", "/out"],
               (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
               f"making {entry.id}", logs_dir / f"make-{entry.id}.log", progress)
     tool = _tool_record(maker)
@@ -252,7 +252,7 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
                          f"llama.cpp test vectors (log {logs_dir})")
     maker_report = {k: report.get(k) for k in ("parameters", "tokenizer", "versions")}
     progress(f"checking that greedy decoding of {entry.id} gives varied tokens")
-    output = _run_tool(docker, maker, ["python3", "/opt/modelmaker/greedy.py", "--hf", "/out/hf", "--n", "64"],
+    output = run_tool(docker, maker, ["python3", "/opt/modelmaker/greedy.py", "--hf", "/out/hf", "--n", "64"],
                        (Mount(str(work), "/out"),), f"greedy check of {entry.id}", logs_dir / f"greedy-{entry.id}.log")
     greedy = json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))
     maker_report["greedy_check"] = {k: greedy[k] for k in ("prompt", "prompt_ids", "n", "generated", "distinct")}
@@ -271,7 +271,7 @@ def _quantize(docker: Docker, entry: Entry, fmt: str, model_dir: Path, logs_dir:
     kind = QUANT_TYPES[fmt]
     progress(f"making {entry.id} {fmt} with llama-quantize")
     target = Path(FORMAT_FILES[fmt]).name
-    _run_tool(docker, engine, ["llama-quantize", "/models/gguf/model-f32.gguf", f"/out/{target}", kind],
+    run_tool(docker, engine, ["llama-quantize", "/models/gguf/model-f32.gguf", f"/out/{target}", kind],
               (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
               f"quantizing {entry.id} to {kind}", logs_dir / f"quantize-{entry.id}-{fmt}.log", progress)
     _install(model_dir, work / target, fmt, {**_tool_record(engine), "tool": f"llama-quantize {kind}",
@@ -284,7 +284,7 @@ def _export_onnx(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, 
     maker = images.ensure(docker, "modelmaker", logs_dir, progress)
     work = _tool_dir(model_dir, "onnx")
     progress(f"exporting {entry.id} to ONNX in {maker.tag}")
-    _run_tool(docker, maker, ["python3", "/opt/modelmaker/export_onnx.py", "--hf", "/models/hf", "--out", "/out/onnx"],
+    run_tool(docker, maker, ["python3", "/opt/modelmaker/export_onnx.py", "--hf", "/models/hf", "--out", "/out/onnx"],
               (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
               f"exporting {entry.id} to ONNX", logs_dir / f"onnx-{entry.id}.log", progress)
     _install(model_dir, work / "onnx", "onnx", {**_tool_record(maker), "tool": "modelmaker export_onnx.py",

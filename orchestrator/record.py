@@ -19,6 +19,7 @@ from orchestrator.images import Built
 from orchestrator.models import Prepared
 from orchestrator.plan import Cell
 from orchestrator.results import CellStatus
+from orchestrator.texts import EvalIds
 
 PIDS_LIMIT = 512
 LOG_TAIL_LINES = 20
@@ -39,6 +40,7 @@ class CellSettings:
     timeout_s: float
     host_fingerprint: str
     test_double: bool = False
+    eval_ids: EvalIds | None = None  # a perplexity CELL's token ids (texts.ids_for)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ SUMMARY_COLUMNS = {
     "itl_p95_ms_median": "ITL p95 ms", "itl_p99_ms_median": "ITL p99 ms", "peak_memory_mib_median": "cgroup peak MiB", "peak_rss_mib": "peak RSS MiB",
     "cpu_seconds_median": "CPU s", "gen_tps_per_core": "gen tok/s/core",
     "gen_tps_per_ghz_per_core": "gen tok/s/GHz/core", "cycles_per_token": "cycles/token",
+    "perplexity": "PPL", "ppl_scored_tokens": "PPL ids", "ppl_tps_median": "PPL ids/s",
 }
 
 
@@ -51,6 +52,8 @@ def to_markdown(frame: pd.DataFrame) -> str:
         shown.insert(1, "options", [o if o != "{}" else "" for o in frame["engine_options"]])
     if "agreement" in frame.columns:
         shown.insert(shown.columns.get_loc("status") + 1, "agree", [agree_text(r) for r in frame.itertuples()])
+    if "ppl_agreement" in frame.columns:
+        shown.insert(shown.columns.get_loc("PPL") + 1, "PPL vs ref", [ppl_text(r) for r in frame.itertuples()])
     return markdown(shown)  # empty cells print as '-', not 'nan'
 
 
@@ -75,6 +78,19 @@ def agree_text(row) -> str:
         return row.agreement
     text = f"{int(row.agreement_tokens)}/{int(row.agreement_of)}"
     return f"{text} DISAGREE" if row.agreement == "DISAGREE" else text
+
+
+def ppl_text(row) -> str:
+    """'ref', '+0.08%', '+1.2% DISAGREE' (F32 against its reference) or '+6.1% vs F32' (quantized), else '-'."""
+    verdict = row.ppl_agreement
+    if verdict is None or verdict != verdict:
+        return "-"
+    if verdict == "reference":
+        return "ref"
+    if row.ppl_vs_reference != row.ppl_vs_reference:  # no F32 parent in this RUN
+        return verdict
+    change = f"{row.ppl_vs_reference:+.2%}"
+    return {"DISAGREE": f"{change} DISAGREE", "info": f"{change} vs F32"}.get(verdict, change)
 
 
 EXPORTERS = {"csv": to_csv, "md": to_markdown, "json": to_json}
@@ -113,6 +129,8 @@ def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = N
             lines += [f"- `{r.cell_id}` {r.engine} {r.model}/{r.format} t{r.threads}: {int(r.agreement_tokens)} of "
                       f"{int(r.agreement_of)} tokens agree with `{r.agreement_reference}`" for r in disagree.itertuples()]
             lines.append("")
+    if not table.empty and "ppl_agreement" in table.columns:
+        lines += _perplexity_lines(table)
     from orchestrator import quality
 
     lines += _certainty_lines(table)
@@ -121,6 +139,24 @@ def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = N
     if not notes.empty:
         lines += ["Rows marked TEST DOUBLE come from the pipeline-test engine: they measure no inference engine.", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _perplexity_lines(table: pd.DataFrame) -> list[str]:
+    """What the perplexity columns mean, and every F32 CELL whose perplexity is off its reference."""
+    from orchestrator.perplexity import MAX_RELATIVE
+
+    lines = ["Perplexity (`PPL`): exp of the mean negative log-likelihood of the evaluation text's ids (scored in "
+             "windows from an empty KV cache; docs/contract.md); `PPL vs ref`: F32 CELLs against the reference "
+             f"(llama.cpp gguf-f32 of the same model and workload), which they must match within {MAX_RELATIVE:.1%}; "
+             "quantized formats: their increase over the F32 parent. `PPL ids/s`: scored ids / median evaluation time.",
+             ""]
+    off = table[table["ppl_agreement"] == "DISAGREE"]
+    if not off.empty:
+        lines += ["## Cells whose perplexity disagrees with their reference", ""]
+        lines += [f"- `{r.cell_id}` {r.engine} {r.model}/{r.format} t{r.threads}: perplexity {r.perplexity:.4f}, "
+                  f"{r.ppl_vs_reference:+.2%} from `{r.ppl_reference}`" for r in off.itertuples()]
+        lines.append("")
+    return lines
 
 
 def _certainty_lines(table: pd.DataFrame) -> list[str]:
@@ -223,7 +259,9 @@ def slimmed(records: list[dict]) -> list[dict]:
                 "placement": {"note": record["placement"].get("note")},
                 "outside": {"unmeasured": record["outside"].get("unmeasured")}, "result": None}
         result = record.get("result")
-        if result is not None:
+        if result is not None and "perplexity" in result:  # agreement reads its perplexity, nothing else
+            slim["result"] = {"perplexity": result["perplexity"], "extra": {}, "repetitions": []}
+        elif result is not None:
             charted += record["status"] == "ok"
             first = result["repetitions"][0]["token_ids"] if result["repetitions"] else None
             slim["result"] = {

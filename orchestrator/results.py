@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import bounds, safefile, schemas, threadcount
+from orchestrator import bounds, perplexity, safefile, schemas, threadcount
 from orchestrator.errors import ResultError
 from orchestrator.signals import describe_exit
 
@@ -94,6 +94,10 @@ def consistency_problems(job: dict, result: dict) -> list[str]:
     threads_problem = threadcount.from_result(job["threads"], result).problem()
     if threads_problem:
         problems.append(threads_problem)
+    if workload.get("kind") == "perplexity":
+        return problems + perplexity.consistency_problems(workload, result)
+    if "perplexity" in result:
+        return problems + ["the job is a generation workload but the RESULT reports perplexity"]
     for rep in result["repetitions"]:
         where = f"repetition {rep['index']}"
         if rep["generated_tokens"] != workload["gen_tokens"] or len(rep["token_ids"]) != workload["gen_tokens"]:
@@ -114,6 +118,10 @@ def plausibility_problems(result: dict) -> list[str]:
     if len(version) > MAX_VERSION_CHARS:
         problems.append(f"engine.version is {len(version)} characters long (at most {MAX_VERSION_CHARS})")
     times = [("load_time_s", result["load_time_s"])]
+    if "perplexity" in result:
+        times += perplexity.times(result)
+        return problems + [f"{what} is {t} s, longer than any cell may run ({bounds.MAX_TIMEOUT_S} s)"
+                           for what, t in times if not math.isfinite(t) or t > bounds.MAX_TIMEOUT_S][:3]
     for rep in result["repetitions"]:
         times += [(f"repetition {rep['index']}: {k}", rep[k]) for k in ("prefill_s", "decode_s", "ttft_s")]
         times += [(f"repetition {rep['index']}: an inter-token latency", max(rep["inter_token_latencies_s"],

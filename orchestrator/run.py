@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator import __version__, ci, cpuset, execute, images, locks, models, plan, report, resume, rounds, \
-    sampling, smoke, sysinfo
+    sampling, smoke, sysinfo, texts
 from orchestrator.dockerapi import Docker
 from orchestrator.engines import ENGINES
 from orchestrator.errors import ImageBuildError, ResultError, UsageError
@@ -94,6 +94,7 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
     try:
         built, unbuilt = _build_images(docker, cells, logs_dir, progress, record)
         prepared = _prepare_models(docker, cells, logs_dir, progress, record)
+        eval_ids = _prepare_texts(docker, cells, prepared, logs_dir, progress, record)
         write_json_atomic(run_dir / "run.json", record)
         smoked = _smoke(docker, docker_info, run_id, cells, built, unbuilt, prepared, matrix, topology, host,
                         run_dir, progress, record)
@@ -102,7 +103,8 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
         def run_batch(cell: plan.Cell, repetitions: int, folder: Path) -> dict:
             settings = CellSettings(run_id, cell, built[cell.engine], prepared[(cell.model, cell.format)],
                                     placements[cell.cell_id], matrix.warmup, repetitions, matrix.memory_limit_bytes(),
-                                    matrix.timeout_s, host["fingerprint"], ENGINES[cell.engine].test_only)
+                                    matrix.timeout_s, host["fingerprint"], ENGINES[cell.engine].test_only,
+                                    eval_ids.get((cell.model, cell.workload.text)))
             if cell.engine in unbuilt:
                 return smoke.write_not_run(settings, folder, f"not run: the IMAGE cannot be built here: "
                                                              f"{unbuilt[cell.engine]}")
@@ -178,6 +180,8 @@ def _prepare_models(docker: Docker, cells, logs_dir: Path, progress, record: dic
     wanted: dict[str, list[str]] = {}
     for cell in cells:
         wanted.setdefault(cell.model, []).append(cell.format)
+        if cell.workload.is_perplexity:  # its text is tokenized by the model's Hugging Face tokenizer
+            wanted[cell.model].append("safetensors")
     for model_id, formats in wanted.items():
         progress.stage(f"model {model_id} ({', '.join(dict.fromkeys(formats))})")
         made = models.prepare(docker, model_id, list(dict.fromkeys(formats)), logs_dir, progress)
@@ -187,6 +191,24 @@ def _prepare_models(docker: Docker, cells, logs_dir: Path, progress, record: dic
             record["models"][f"{model_id}/{fmt}"] = {"sha256": item.sha256, "size": item.size,
                                                      "path": str(item.folder / item.relpath)}
     return prepared
+
+
+def _prepare_texts(docker: Docker, cells, prepared: dict, logs_dir: Path, progress, record: dict) -> dict:
+    """Every evaluation text the perplexity CELLs score, tokenized for their models: (model, text) -> EvalIds."""
+    found = {}
+    for cell in cells:
+        key = (cell.model, cell.workload.text)
+        if not cell.workload.is_perplexity or key in found:
+            continue
+        progress.stage(f"evaluation text {cell.workload.text} for {cell.model}")
+        text = texts.get(cell.workload.text)
+        found[key] = ids = texts.ids_for(docker, text, prepared[(cell.model, "safetensors")].folder,
+                                         models.store_root(), logs_dir, progress)
+        progress.stage_done(f"{ids.count} ids")
+        record.setdefault("texts", {})[f"{cell.model}/{text.id}"] = {
+            "text_sha256": text.sha256, "packages": [p.file for p in text.packages], "ids_sha256": ids.sha256,
+            "ids": ids.count, "path": str(ids.path)}
+    return found
 
 
 def _smoke(docker, docker_info, run_id, cells, built, unbuilt, prepared, matrix, topology, host, run_dir: Path,

@@ -66,6 +66,14 @@ class Repetition:
     decode_s: float
     ttft_s: float
     inter_token_latencies_s: tuple[float, ...]
+    # A perplexity evaluation (docs/contract.md): its time and scored ids; the generation fields are 0 then.
+    time_s: float = math.nan
+    scored_tokens: int = 0
+
+    @property
+    def ppl_tps(self) -> float:
+        """Scored ids per second of a perplexity evaluation; NaN for a generation repetition."""
+        return self.scored_tokens / self.time_s if self.time_s > 0 else math.nan
 
     @property
     def prompt_tps(self) -> float:
@@ -78,7 +86,7 @@ class Repetition:
 
     @property
     def ttft_ms(self) -> float:
-        return self.ttft_s * 1000
+        return self.ttft_s * 1000 if self.scored_tokens == 0 else math.nan
 
     @property
     def itl_p50_ms(self) -> float:
@@ -86,6 +94,8 @@ class Repetition:
 
     @classmethod
     def from_json(cls, rep: Mapping[str, Any]) -> Repetition:
+        if "mean_nll" in rep:  # a perplexity evaluation
+            return cls(rep["index"], 0, 0, 0.0, 0.0, 0.0, (), rep["time_s"], rep["scored_tokens"])
         return cls(rep["index"], rep["prompt_tokens"], rep["generated_tokens"], rep["prefill_s"], rep["decode_s"],
                    rep["ttft_s"], tuple(rep["inter_token_latencies_s"]))
 
@@ -118,7 +128,7 @@ class CellRun:
     def cpu_share(self) -> float | None:
         """CPU time of the engine's threads / (timed prefill + decode time x threads), during the repetitions:
         near 1 when the CELL had its CPUs to itself, lower when other work ran on them."""
-        timed = math.fsum(r.ttft_s + r.decode_s for r in self.repetitions)
+        timed = math.fsum(r.ttft_s + r.decode_s if r.scored_tokens == 0 else r.time_s for r in self.repetitions)
         if not timed or self.timed_cpu_s is None:
             return None
         return self.timed_cpu_s / (timed * self.threads)

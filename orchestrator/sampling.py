@@ -21,7 +21,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from orchestrator import certainty, noise
+from orchestrator import certainty, noise, perplexity
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,12 @@ class Sampling:
 
 
 def gen_rates(record: dict) -> list[float]:
-    """Decode rate of each timed repetition of an ok record: (generated - 1) / decode time."""
+    """Decode rate of each timed repetition of an ok record: (generated - 1) / decode time (perplexity: scored
+    ids per second)."""
     if record.get("status") != "ok" or not record.get("result"):
         return []
+    if perplexity.is_perplexity(record["result"]):
+        return perplexity.rates(record)
     return [(r["generated_tokens"] - 1) / r["decode_s"] for r in record["result"]["repetitions"] if r["decode_s"] > 0]
 
 

@@ -35,11 +35,35 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from runnerkit import job as jobs  # noqa: E402
-from runnerkit import main, prompt, proc, result, timing  # noqa: E402
+from runnerkit import main, perplexity, prompt, proc, result, timing  # noqa: E402
 
 ENGINE_NAME = "onnxruntime"
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 log = main.log
+
+
+GENERATION_TIMING = {
+    "clock": "time.perf_counter (monotonic), in process (runnerkit.timing)",
+    "load_time_s": "onnxruntime.InferenceSession(model) creation: parse, graph optimization, kernel setup",
+    "prefill_s": "one InferenceSession.run over the whole prompt with empty past tensors, until its "
+                 "outputs are numpy arrays",
+    "ttft_s": "start of prefill until numpy.argmax of the last position's logits gives the first token id",
+    "inter_token_latencies_s": "between consecutive generated token ids: building the feeds (new token, "
+                               "attention mask, position, present -> past) + InferenceSession.run + argmax",
+    "decode_s": "sum of inter_token_latencies_s",
+    "kv_cache": "each repetition starts from float32 past tensors of sequence length 0",
+}
+PERPLEXITY_TIMING = {
+    "clock": "time.perf_counter (monotonic), in process (runnerkit.perplexity)",
+    "load_time_s": "onnxruntime.InferenceSession(model) creation: parse, graph optimization, kernel setup",
+    "time_s": "one evaluation of the whole text: for every window, its InferenceSession.run calls from empty "
+              "past tensors and the float64 scoring of its logits rows (runnerkit.perplexity)",
+    "window": "with a graph that keeps the last position's logits only (modelmaker's export): one run from "
+              "empty past over the window's ids before its first scored id (positions 0..), then one run per "
+              "further scored id with present -> past fed back, each giving the next logits row; with a graph "
+              "that gives every position's logits: one run over the whole window",
+    "warmup": "the first window only, untimed",
+}
 
 
 class RunnerError(RuntimeError):
@@ -195,6 +219,104 @@ def run_once(index: int, session, graph: Graph, np, prompt_ids: list[int], gen_t
     return rep
 
 
+def logits_last_only(session, graph: Graph, np, ids: list[int]) -> bool:
+    """Whether the graph's logits hold the last position only (modelmaker's export: [batch, 1, vocab]):
+    asked of the graph with one untimed run over two ids (its output metadata may not say)."""
+    feeds = {"input_ids": np.asarray([ids[:2]], dtype=np.int64), "attention_mask": np.ones((1, 2), np.int64),
+             "position_ids": np.arange(2, dtype=np.int64)[None, :], **graph.empty_past}
+    positions = session.run(graph.output_names[:1], feeds)[0].shape[1]
+    if positions not in (1, 2):
+        raise RunnerError(f"logits for {positions} positions from a run over 2 ids")
+    return positions == 1
+
+
+def window_logits_function(session, graph: Graph, np, last_only: bool):
+    """perplexity's window_logits(window_ids, first, count): the window from empty past tensors,
+    the float32 logits rows of window positions first .. first+count-1.
+
+    A graph with every position's logits: one session.run over the whole window (positions
+    0..len-1). A graph with the last position's only: one session.run over window positions
+    0..first (empty past), then one run per further position with the cache fed back, each
+    giving the next row; the window's last id is not fed (no row of it is scored).
+    """
+    names, feedback = graph.output_names, graph.feedback
+
+    def full(window_ids: list[int], first: int, count: int):
+        n = len(window_ids)
+        feeds = {"input_ids": np.asarray([window_ids], dtype=np.int64), "attention_mask": np.ones((1, n), np.int64),
+                 "position_ids": np.arange(n, dtype=np.int64)[None, :], **graph.empty_past}
+        logits = session.run(names[:1], feeds)[0]
+        if logits.shape[1] != n:
+            raise RunnerError(f"logits of shape {logits.shape} for a window of {n} ids")
+        return logits[0, first:first + count]
+
+    def stepwise(window_ids: list[int], first: int, count: int):
+        last = first + count - 1  # the last window position whose logits are scored
+        ones = np.ones((1, last + 1), dtype=np.int64)
+        feeds = {"input_ids": np.asarray([window_ids[:first + 1]], dtype=np.int64),
+                 "attention_mask": ones[:, :first + 1],
+                 "position_ids": np.arange(first + 1, dtype=np.int64)[None, :], **graph.empty_past}
+        outputs = session.run(names, feeds)
+        rows = [outputs[0][0, -1]]
+        for position in range(first + 1, last + 1):
+            feeds = {"input_ids": np.array([[window_ids[position]]], dtype=np.int64),
+                     "attention_mask": ones[:, :position + 1],
+                     "position_ids": np.array([[position]], dtype=np.int64)}
+            for out_index, past in feedback:
+                feeds[past] = outputs[out_index]
+            outputs = session.run(names, feeds)
+            rows.append(outputs[0][0, -1])
+        kv_len = outputs[feedback[0][0]].shape[2]
+        if kv_len != last + 1:
+            raise RunnerError(f"KV cache holds {kv_len} positions, expected {last + 1}")
+        return np.stack(rows)
+
+    return stepwise if last_only else full
+
+
+def run_perplexity(job: jobs.Job, session, graph: Graph, np, ids: list[int], wins: list, ort_log: list[str]) -> tuple:
+    """warmup (first window, untimed), then the timed evaluations inside the CPU window."""
+    last_only = logits_last_only(session, graph, np, ids)
+    window_logits = window_logits_function(session, graph, np, last_only)
+    with captured_stderr(ort_log):
+        perplexity.warmup(ids, wins, window_logits, job.warmup)
+    if job.warmup:
+        log(f"warmup done ({job.warmup} x the first window)")
+    cpu_per_rep = []
+    reps = []
+    with proc.cpu_window() as window:
+        for index in range(job.repetitions):
+            cpu0 = time.process_time()
+            reps.append(perplexity.evaluation(index, ids, wins, window_logits))
+            cpu_per_rep.append(time.process_time() - cpu0)
+            log(f"evaluation {index + 1}/{job.repetitions}: {reps[-1]['time_s']:.4f} s, "
+                f"mean NLL {reps[-1]['mean_nll']:.6f}")
+    log(perplexity.describe(reps))
+    return reps, window, cpu_per_rep, last_only
+
+
+def run_generation(job: jobs.Job, session, graph: Graph, np, prompt_ids: list[int], ort_log: list[str]) -> tuple:
+    """warmup + timed repetitions, each from an empty cache (fresh past tensors)."""
+    gen_tokens = job.gen_tokens
+    with captured_stderr(ort_log):
+        for index in range(job.warmup):
+            run_once(index, session, graph, np, prompt_ids, gen_tokens)
+    if job.warmup:
+        log(f"warmup done ({job.warmup})")
+
+    reps = []
+    cpu_per_rep = []
+    with proc.cpu_window() as window:
+        for index in range(job.repetitions):
+            cpu0 = time.process_time()
+            rep = run_once(index, session, graph, np, prompt_ids, gen_tokens)
+            cpu_per_rep.append(time.process_time() - cpu0)
+            reps.append(rep)
+            log(f"rep {index + 1}/{job.repetitions}: prefill {rep['prefill_s']:.4f} s, "
+                f"decode {rep['decode_s']:.4f} s ({(gen_tokens - 1) / rep['decode_s']:.1f} tok/s)")
+    return reps, window, cpu_per_rep
+
+
 # ---------------------------------------------------------------------------- main work
 
 
@@ -212,25 +334,34 @@ def run(job: jobs.Job) -> dict:
     if not job.model_format.startswith("onnx"):
         log(f"warning: model.format is {job.model_format!r}; this image runs ONNX graphs")
     threads, gen_tokens = job.threads, job.gen_tokens
-
-    # ---- tokenizer and prompt
-    tok_path = tokenizer_path(job)
-    try:
-        tokenizer = tokenizers.Tokenizer.from_file(str(tok_path))
-    except Exception as err:  # noqa: BLE001 - the library raises plain Exception
-        raise RunnerError(f"cannot load tokenizer {tok_path}: {err}") from err
     onnx_io = read_onnx_io(model_path)
-    bos_id = onnx_io.get("bos_token_id") if onnx_io else None
-    if bos_id is None:
-        bos_id = tokenizer.token_to_id("<s>")
-    # BOS where the tokenizer adds one, as llama_tokenize(add_special=true) does.
-    prompt_ids, repeats = prompt.shape(lambda text: tokenizer.encode(text, add_special_tokens=True).ids,
-                                       job.prompt, job.prompt_tokens)
-    prompt.check_context(len(prompt_ids), gen_tokens, (onnx_io or {}).get("context_length"))
-    prompt_info = {"text_repeats": repeats, "tokenizer": str(tok_path),
-                   "tokenize": "tokenizers.Tokenizer.from_file(tokenizer.json).encode(text, add_special_tokens=True)",
-                   "bos_token_id": bos_id, "starts_with_bos": bos_id is not None and prompt_ids[0] == bos_id}
-    log(f"prompt: {len(prompt_ids)} tokens (text x{repeats}), first {prompt_ids[:8]}")
+
+    if job.perplexity:
+        # The text comes tokenized (the ids file): no tokenizer here.
+        ids = perplexity.load_ids(job)
+        wins = perplexity.windows(len(ids), job.context, job.stride)
+        perplexity.check_context(job.context, (onnx_io or {}).get("context_length"),
+                                 (onnx_io or {}).get("vocab_size"), ids)
+        log(f"perplexity: {len(ids)} ids, context {job.context}, stride {job.stride}: {len(wins)} windows")
+    else:
+        # ---- tokenizer and prompt
+        tok_path = tokenizer_path(job)
+        try:
+            tokenizer = tokenizers.Tokenizer.from_file(str(tok_path))
+        except Exception as err:  # noqa: BLE001 - the library raises plain Exception
+            raise RunnerError(f"cannot load tokenizer {tok_path}: {err}") from err
+        bos_id = onnx_io.get("bos_token_id") if onnx_io else None
+        if bos_id is None:
+            bos_id = tokenizer.token_to_id("<s>")
+        # BOS where the tokenizer adds one, as llama_tokenize(add_special=true) does.
+        prompt_ids, repeats = prompt.shape(lambda text: tokenizer.encode(text, add_special_tokens=True).ids,
+                                           job.prompt, job.prompt_tokens)
+        prompt.check_context(len(prompt_ids), gen_tokens, (onnx_io or {}).get("context_length"))
+        prompt_info = {"text_repeats": repeats, "tokenizer": str(tok_path),
+                       "tokenize": "tokenizers.Tokenizer.from_file(tokenizer.json).encode(text, "
+                                   "add_special_tokens=True)",
+                       "bos_token_id": bos_id, "starts_with_bos": bos_id is not None and prompt_ids[0] == bos_id}
+        log(f"prompt: {len(prompt_ids)} tokens (text x{repeats}), first {prompt_ids[:8]}")
 
     # ---- session (load_time_s covers InferenceSession creation only)
     so = ort.SessionOptions()
@@ -270,23 +401,12 @@ def run(job: jobs.Job) -> dict:
             raise RunnerError(f"onnx_io.json says layers/kv heads/head_dim {expect}, the graph "
                               f"{(graph.num_layers, graph.kv_heads, graph.head_dim)}")
 
-    # ---- warmup + timed repetitions, each from an empty cache (fresh past tensors)
-    with captured_stderr(ort_log):
-        for index in range(job.warmup):
-            run_once(index, session, graph, np, prompt_ids, gen_tokens)
-    if job.warmup:
-        log(f"warmup done ({job.warmup})")
-
-    reps = []
-    cpu_per_rep = []
-    with proc.cpu_window() as window:
-        for index in range(job.repetitions):
-            cpu0 = time.process_time()
-            rep = run_once(index, session, graph, np, prompt_ids, gen_tokens)
-            cpu_per_rep.append(time.process_time() - cpu0)
-            reps.append(rep)
-            log(f"rep {index + 1}/{job.repetitions}: prefill {rep['prefill_s']:.4f} s, "
-                f"decode {rep['decode_s']:.4f} s ({(gen_tokens - 1) / rep['decode_s']:.1f} tok/s)")
+    if job.perplexity:
+        vocab = list(session.get_outputs()[0].shape)[-1]
+        perplexity.check_context(job.context, None, vocab if isinstance(vocab, int) else None, ids)
+        reps, window, cpu_per_rep, last_only = run_perplexity(job, session, graph, np, ids, wins, ort_log)
+    else:
+        reps, window, cpu_per_rep = run_generation(job, session, graph, np, prompt_ids, ort_log)
     setting = session.get_session_options().intra_op_num_threads
     threads_figures = result.threads(
         job, window, setting,
@@ -312,17 +432,7 @@ def run(job: jobs.Job) -> dict:
         "image": result.read_build_info(),
     }
     extra = {
-        "timing_definitions": {
-            "clock": "time.perf_counter (monotonic), in process (runnerkit.timing)",
-            "load_time_s": "onnxruntime.InferenceSession(model) creation: parse, graph optimization, kernel setup",
-            "prefill_s": "one InferenceSession.run over the whole prompt with empty past tensors, until its "
-                         "outputs are numpy arrays",
-            "ttft_s": "start of prefill until numpy.argmax of the last position's logits gives the first token id",
-            "inter_token_latencies_s": "between consecutive generated token ids: building the feeds (new token, "
-                                       "attention mask, position, present -> past) + InferenceSession.run + argmax",
-            "decode_s": "sum of inter_token_latencies_s",
-            "kv_cache": "each repetition starts from float32 past tensors of sequence length 0",
-        },
+        "timing_definitions": PERPLEXITY_TIMING if job.perplexity else GENERATION_TIMING,
         "session": {
             "intra_op_num_threads": setting,
             "inter_op_num_threads": session.get_session_options().inter_op_num_threads,
@@ -340,14 +450,22 @@ def run(job: jobs.Job) -> dict:
             "values": cpu_per_rep,
             "how": "time.process_time() around each timed repetition (all threads of the process)"},
         "model": {"path": str(model_path), "graph": graph.describe, "onnx_io": onnx_io},
-        "prompt": prompt_info,
         "onnxruntime_log": ort_log,
     }
     if affinity_errors:
         extra["affinity_errors"] = affinity_errors
-    return result.document(job, {"name": ENGINE_NAME, "version": ort.__version__, "build": engine_build},
-                           threads_figures, load_time_s, proc.vm_hwm_bytes(), prompt_ids, reps, extra)
+    engine = {"name": ENGINE_NAME, "version": ort.__version__, "build": engine_build}
+    if job.perplexity:
+        extra["perplexity"] = {
+            "session_runs_per_window": "1 + (scored ids - 1): the graph keeps the last position's logits only"
+                                       if last_only else "1: the graph gives every position's logits",
+            "window_ranges": [list(w) for w in wins],
+            "window_ranges_how": "[start, end, first scored position] over the text's ids"}
+        return result.perplexity_document(job, engine, threads_figures, load_time_s, proc.vm_hwm_bytes(),
+                                          perplexity.result_fields(job, ids, wins, reps), reps, extra)
+    extra["prompt"] = prompt_info
+    return result.document(job, engine, threads_figures, load_time_s, proc.vm_hwm_bytes(), prompt_ids, reps, extra)
 
 
 if __name__ == "__main__":
-    sys.exit(main.run("ort-runner", run))
+    sys.exit(main.run("ort-runner", run, kinds=(jobs.GENERATE, jobs.PERPLEXITY)))

@@ -11,6 +11,7 @@ ORCHESTRATE_VERBOSE=1 (transformers' own warnings; default: errors only).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -18,9 +19,24 @@ import sys
 import time
 
 from runnerkit import job as jobs
-from runnerkit import main, prompt, proc, result, timing
+from runnerkit import main, perplexity, prompt, proc, result, timing
 
 ENGINE_NAME = "transformers"
+GENERATION_TIMING = {
+    "load_time_s": "AutoTokenizer.from_pretrained + AutoModelForCausalLM.from_pretrained(dtype=float32) + eval()",
+    "prefill_s": "model(input_ids=<prompt>, past_key_values=<empty cache>, logits_to_keep=1) under "
+                 "torch.inference_mode()",
+    "ttft_s": "prefill_s + argmax of the last position's logits converted to a Python int",
+    "inter_token_latencies_s": "per token: model(<previous token>, past_key_values) + argmax -> int",
+}
+PERPLEXITY_TIMING = {
+    "load_time_s": "AutoModelForCausalLM.from_pretrained(dtype=float32) + eval() (no tokenizer: the text comes "
+                   "tokenized)",
+    "time_s": "one evaluation of the whole text (runnerkit.perplexity): per window, model(input_ids=<window>, "
+              "use_cache=False, logits_to_keep=<scored + 1>) under torch.inference_mode() from no cache, the "
+              "scored rows as float32 numpy, scored in float64",
+    "warmup": "the first window only, untimed",
+}
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 log = main.log
 
@@ -179,6 +195,28 @@ def generate(index: int, torch, model, cache_factory, prompt_ids: list[int], gen
     return rep, cache.get_seq_length() if hasattr(cache, "get_seq_length") else None
 
 
+def window_logits_function(torch, model):
+    """perplexity's window_logits(window_ids, first, count): one forward pass over the whole window
+    (positions 0..len-1, no cache), the float32 logits rows of positions first .. first+count-1 as numpy.
+
+    The scored rows end one before the window's last position, so logits_to_keep=count+1 (the
+    last count+1 positions) holds them all; the output layer runs for those positions only.
+    """
+    def window_logits(window_ids: list[int], first: int, count: int):
+        n = len(window_ids)
+        if first + count + 1 != n:
+            raise RuntimeError(f"window of {n} ids, rows {first}..{first + count - 1}: not the window's last rows")
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([window_ids], dtype=torch.long), use_cache=False,
+                        logits_to_keep=count + 1)
+            logits = out.logits
+            if logits.shape[1] != count + 1:
+                raise RuntimeError(f"logits of shape {tuple(logits.shape)}, expected {count + 1} positions")
+            return logits[0, :count].float().numpy()
+
+    return window_logits
+
+
 def run(job: jobs.Job) -> dict:
     threads = job.threads
     model_dir = job.model_path
@@ -186,6 +224,15 @@ def run(job: jobs.Job) -> dict:
         raise jobs.JobError(f"model format {job.model_format!r} is not supported (this runner reads 'safetensors')")
     if not os.path.isdir(model_dir):  # before the slow imports: fail fast
         raise jobs.JobError(f"model.path {model_dir} is not a directory")
+    if job.perplexity:  # the ids file's sha256, windows and context, before the slow imports too
+        ids = perplexity.load_ids(job)
+        wins = perplexity.windows(len(ids), job.context, job.stride)
+        try:
+            with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as handle:
+                config = json.load(handle)
+            perplexity.check_context(job.context, config.get("max_position_embeddings"), config.get("vocab_size"), ids)
+        except (OSError, ValueError, AttributeError):
+            pass  # checked again against the loaded model's config
     affinity = configure_thread_env(threads, jobs.option(job, "omp_wait_policy"))
 
     t_import = time.perf_counter()
@@ -223,9 +270,12 @@ def run(job: jobs.Job) -> dict:
 
     tokenizer_path = job.tokenizer or model_dir
 
-    # ---- load (timed): tokenizer + model
+    # ---- load (timed): tokenizer + model (a perplexity job: the model only)
     t_load = time.perf_counter()
-    if os.path.isdir(tokenizer_path):
+    tokenizer = None
+    if job.perplexity:
+        pass  # the text comes tokenized (the ids file): no tokenizer
+    elif os.path.isdir(tokenizer_path):
         # Without tokenizer.json the folder's tokenizer is SentencePiece's tokenizer.model
         # (modelmaker then names the slow LlamaTokenizer): load that, not a fast conversion.
         use_fast = os.path.exists(os.path.join(tokenizer_path, "tokenizer.json"))
@@ -246,27 +296,44 @@ def run(job: jobs.Job) -> dict:
     if next(model.parameters()).dtype != torch.float32:
         raise RuntimeError(f"model loaded as {next(model.parameters()).dtype}, wanted float32")
 
-    prompt_ids, prompt_info = make_prompt(tokenizer, job.prompt, job.prompt_tokens, configured_add_bos(tokenizer_path))
-    gen_tokens = job.gen_tokens
     max_pos = getattr(model.config, "max_position_embeddings", None)
-    prompt.check_context(len(prompt_ids), gen_tokens, max_pos)
-
-    # ---- warm-up, then timed repetitions; per-thread CPU times around the timed ones
-    for index in range(job.warmup):
-        generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)
     gc_was_enabled = gc.isenabled()
-    repetitions = []
+
+    @contextlib.contextmanager
+    def no_gc():
+        gc.collect()
+        gc.disable()  # no collector pauses inside a timed repetition
+        try:
+            yield
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
     cache_length = None
-    with proc.cpu_window() as window:
-        for index in range(job.repetitions):
-            gc.collect()
-            gc.disable()  # no collector pauses inside a timed repetition
-            try:
-                rep, cache_length = generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
-            repetitions.append(rep)
+    if job.perplexity:
+        perplexity.check_context(job.context, max_pos, getattr(model.config, "vocab_size", None), ids)
+        log(f"perplexity: {len(ids)} ids, context {job.context}, stride {job.stride}: {len(wins)} windows")
+        window_logits = window_logits_function(torch, model)
+        # ---- warm-up (the first window), then timed evaluations; per-thread CPU around the timed ones
+        perplexity.warmup(ids, wins, window_logits, job.warmup)
+        with proc.cpu_window() as window:
+            repetitions = perplexity.repetitions(ids, wins, window_logits, job.repetitions, around=no_gc)
+        log(perplexity.describe(repetitions))
+    else:
+        prompt_ids, prompt_info = make_prompt(tokenizer, job.prompt, job.prompt_tokens,
+                                              configured_add_bos(tokenizer_path))
+        gen_tokens = job.gen_tokens
+        prompt.check_context(len(prompt_ids), gen_tokens, max_pos)
+
+        # ---- warm-up, then timed repetitions; per-thread CPU times around the timed ones
+        for index in range(job.warmup):
+            generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)
+        repetitions = []
+        with proc.cpu_window() as window:
+            for index in range(job.repetitions):
+                with no_gc():
+                    rep, cache_length = generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)
+                repetitions.append(rep)
     torch_threads = torch.get_num_threads()
     threads_figures = result.threads(
         job, window, torch_threads,
@@ -283,11 +350,7 @@ def run(job: jobs.Job) -> dict:
             "clock": "time.perf_counter (monotonic), in the runner's Python process (runnerkit.timing)",
             "import_s": import_s,
             "import_s_how": "import of numpy, safetensors, tokenizers, torch, transformers (not part of load_time_s)",
-            "load_time_s": "AutoTokenizer.from_pretrained + AutoModelForCausalLM.from_pretrained(dtype=float32) + eval()",
-            "prefill_s": "model(input_ids=<prompt>, past_key_values=<empty cache>, logits_to_keep=1) under "
-                         "torch.inference_mode()",
-            "ttft_s": "prefill_s + argmax of the last position's logits converted to a Python int",
-            "inter_token_latencies_s": "per token: model(<previous token>, past_key_values) + argmax -> int",
+            **(PERPLEXITY_TIMING if job.perplexity else GENERATION_TIMING),
             "gc": "gc.collect() before and gc.disable() during each timed repetition",
         },
         "model": {
@@ -298,9 +361,8 @@ def run(job: jobs.Job) -> dict:
             "max_position_embeddings": max_pos,
             "kv_cache": cache_kind,
             "kv_cache_length_after": cache_length,
-            "tokenizer_class": type(tokenizer).__name__,
+            "tokenizer_class": type(tokenizer).__name__ if tokenizer is not None else None,
         },
-        "prompt": prompt_info,
         "threads": {
             "torch_get_num_threads": torch_threads,
             "torch_get_num_interop_threads": torch.get_num_interop_threads(),
@@ -309,9 +371,15 @@ def run(job: jobs.Job) -> dict:
             **affinity,
         },
     }
+    if job.perplexity:
+        extra["perplexity"] = {"window_ranges": [list(w) for w in wins],
+                               "window_ranges_how": "[start, end, first scored position] over the text's ids"}
+        return result.perplexity_document(job, engine, threads_figures, load_time_s, proc.vm_hwm_bytes(),
+                                          perplexity.result_fields(job, ids, wins, repetitions), repetitions, extra)
+    extra["prompt"] = prompt_info
     return result.document(job, engine, threads_figures, load_time_s, proc.vm_hwm_bytes(), prompt_ids,
                            repetitions, extra)
 
 
 if __name__ == "__main__":
-    sys.exit(main.run("transformers-runner", run))
+    sys.exit(main.run("transformers-runner", run, kinds=(jobs.GENERATE, jobs.PERPLEXITY)))

@@ -30,3 +30,5 @@ class Engine:
     # Size of the CELL's /tmp tmpfs (charged to its memory limit): an engine that copies the
     # model into a store of its own (Ollama) needs more than the default.
     tmpfs_size: str = "256m"
+    # Workload kinds its runner runs (docs/contract.md): the PLAN leaves out the others.
+    workloads: frozenset[str] = frozenset({"generate"})

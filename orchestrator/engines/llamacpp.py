@@ -7,6 +7,7 @@ ENGINE = Engine(
     name="llama.cpp",
     image_dir="llama.cpp",
     formats=frozenset({"gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_1"}),
+    workloads=frozenset({"generate", "perplexity"}),
     description="llama.cpp C++ runner linked against libllama; greedy decoding timed per token in-process.",
     options=declare({
         "llama_bench": {"type": "boolean", "default": False,

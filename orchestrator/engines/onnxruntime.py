@@ -7,6 +7,7 @@ ENGINE = Engine(
     name="onnxruntime",
     image_dir="onnxruntime",
     formats=frozenset({"onnx"}),
+    workloads=frozenset({"generate", "perplexity"}),
     description="ONNX Runtime CPU session over the ONNX export with a KV cache; greedy loop in Python with numpy, "
                 "timed per token in-process.",
     options=declare({

@@ -13,6 +13,7 @@ ENGINE = Engine(
     name="testengine",
     image_dir="testengine",
     formats=frozenset({"gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "safetensors"}),
+    workloads=frozenset({"generate", "perplexity"}),
     description="TEST DOUBLE for pipeline tests; not an inference engine.",
     test_only=True,
     options=declare({

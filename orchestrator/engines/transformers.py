@@ -7,6 +7,7 @@ ENGINE = Engine(
     name="transformers",
     image_dir="transformers",
     formats=frozenset({"safetensors"}),
+    workloads=frozenset({"generate", "perplexity"}),
     description="transformers AutoModelForCausalLM in fp32 on PyTorch's CPU backend; greedy loop with the KV cache, "
                 "timed per token in-process.",
     options=declare({

@@ -256,3 +256,66 @@ def test_the_suite_fails_a_runner_that_miscounts_threads(docker, logs_dir, tinys
     assert record["result"]["threads"]["engine_reported"] == 2  # what the runner claims
     problems = normal_problems(record, "testengine", threads=2)
     assert any("only 1 thread(s) ran at all" in p for p in problems), problems
+
+
+# -- the perplexity workload (docs/contract.md) ----------------------------------------------
+
+PPL_IDS = [(i * 7919) % 31000 + 13 for i in range(70)]  # made-up, in tinystories-15m's vocabulary
+PPL = Workload(name="ppl-conformance", prompt=None, gen_tokens=None, kind="perplexity", text="conformance-ids",
+               context=32, stride=16)
+PPL_CASES = (
+    ("ids file whose sha256 is not the job's", lambda job: {"ids_sha256": "0" * 64}),
+    ("stride not below context", lambda job: {"stride": job["workload"]["context"]}),
+    ("context longer than the model's", lambda job: {"context": CONTEXT + 1, "stride": 8}),
+)
+
+
+def perplexity_suite(suite: Suite, tmp_path: Path) -> Suite:
+    """The suite's CELL turned into a perplexity CELL over PPL_IDS."""
+    from orchestrator.models import sha256_of
+    from orchestrator.texts import EvalIds
+
+    ids = tmp_path / "conformance.ids.json"
+    ids.write_text(json.dumps({"text": PPL.text, "tokenizer": "made up", "ids": PPL_IDS}))
+    eval_ids = EvalIds(PPL.text, ids, sha256_of(ids), len(PPL_IDS))
+    return replace(suite, settings=replace(suite.settings, cell=replace(suite.settings.cell, workload=PPL),
+                                           eval_ids=eval_ids))
+
+
+def perplexity_problems(record: dict) -> list[str]:
+    if record["status"] != "ok":
+        return [f"perplexity job: {record['status']}: {record['reason']}"]
+    found = [f"result: {p}: {m}" for p, m in schemas.problems("result", record["result"])]
+    figures = record["result"]["perplexity"]
+    if figures["tokens"] != len(PPL_IDS) or figures["scored_tokens"] != len(PPL_IDS) - 1 or figures["windows"] != 4:
+        found.append(f"perplexity: {figures['tokens']} ids, {figures['windows']} windows, {figures['scored_tokens']} "
+                     f"scored; expected {len(PPL_IDS)}, 4 and {len(PPL_IDS) - 1}")
+    if not 1 < figures["perplexity"] < 1e6:
+        found.append(f"perplexity {figures['perplexity']} is not a perplexity of a 32,000-token vocabulary model")
+    return found
+
+
+@pytest.mark.parametrize("engine", [e for e in ENGINE_NAMES if "perplexity" in ENGINES[e].workloads])
+def test_engine_keeps_the_perplexity_contract(engine, docker, logs_dir, tinystories_formats, tmp_path, no_leftovers):
+    suite = perplexity_suite(make_suite(docker, logs_dir, tinystories_formats, tmp_path, engine), tmp_path)
+    record = suite.run("perplexity")
+    problems = perplexity_problems(record)
+    job = execute.job_document(suite.settings)
+    for name, change in PPL_CASES:
+        bad = json.dumps({**job, "workload": {**job["workload"], **change(job)}}).encode()
+        problems += case_problems(Case(name, job_file=lambda *_: bad), suite.run(name, job_file=bad))
+    assert problems == [], "\n".join(problems)
+    if not ENGINES[engine].test_only:
+        PERPLEXITY[engine] = record["result"]["perplexity"]["perplexity"]
+
+
+PERPLEXITY: dict[str, float] = {}  # engine -> perplexity of PPL_IDS on tinystories-15m's F32 weights
+
+
+def test_f32_engines_agree_on_perplexity():
+    """Every engine ran the F32 weights (FORMATS): within 0.5 % of llama.cpp's perplexity (issue 12)."""
+    if "llama.cpp" not in PERPLEXITY or len(PERPLEXITY) < 2:
+        pytest.skip("needs llama.cpp's and another engine's perplexity from the test above")
+    reference = PERPLEXITY["llama.cpp"]
+    off = {e: v / reference - 1 for e, v in PERPLEXITY.items() if abs(v / reference - 1) > 0.005}
+    assert off == {}, f"perplexity against llama.cpp's {reference:.5f}: {PERPLEXITY}"

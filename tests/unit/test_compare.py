@@ -169,7 +169,7 @@ def test_outputs_carry_verdicts_and_the_environment_side_by_side():
     assert "Mann-Whitney" in document["method"]
     csv_text = comparereport.to_csv(compared)
     assert csv_text.splitlines()[0].startswith("key,cell,cell_a,cell_b,cell_verdict,reasons,metric,median_a")
-    assert len(csv_text.splitlines()) == 1 + len(compare.METRICS)
+    assert len(csv_text.splitlines()) == 1 + len(compare.METRICS) - 1  # no perplexity samples: ppl_tps not compared
 
 
 def test_cells_that_did_not_get_their_cpus_are_flagged():

@@ -8,6 +8,7 @@ options declaration (options.schema.json) into the IMAGE's build context as
     prompt     shape the prompt (repeat and cut to prompt_tokens), check the context
     timing     one timed greedy repetition
     proc       per-thread CPU seconds (a process tree too), peak memory (VmHWM)
+    perplexity the perplexity workload: windows, the ids file, float64 scoring, evaluations
     result     assemble result.json and write it atomically
     main       the entry point: exit 0 with a result, exit 1 with the reason on stderr
 """

@@ -11,6 +11,7 @@ from runnerkit import schema
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JOB = "/job/job.json"
+GENERATE, PERPLEXITY = "generate", "perplexity"
 
 
 class JobError(Exception):
@@ -19,7 +20,12 @@ class JobError(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    """A checked job (schemas/cell.schema.json)."""
+    """A checked job (schemas/cell.schema.json).
+
+    kind is the workload's kind: "generate" (the default) uses prompt, prompt_tokens and
+    gen_tokens; "perplexity" uses text, ids_path, ids_sha256, context and stride (and
+    prompt, prompt_tokens and gen_tokens are None).
+    """
 
     cell_id: str
     engine: str
@@ -29,12 +35,22 @@ class Job:
     model_path: str
     tokenizer: str | None
     threads: int
-    prompt: str
+    prompt: str | None
     prompt_tokens: int | None
-    gen_tokens: int
+    gen_tokens: int | None
     warmup: int
     repetitions: int
     output_dir: str
+    kind: str = GENERATE
+    text: str | None = None
+    ids_path: str | None = None
+    ids_sha256: str | None = None
+    context: int | None = None
+    stride: int | None = None
+
+    @property
+    def perplexity(self) -> bool:
+        return self.kind == PERPLEXITY
 
 
 def _schema(name: str) -> dict:
@@ -49,10 +65,18 @@ def check(document) -> Job:
     if found:
         raise JobError("job: " + "; ".join(found[:5]))
     model, workload = document["model"], document["workload"]
-    return Job(document["cell_id"], document["engine"]["name"], dict(document["engine"]["options"]),
-               model["id"], model["format"], model["path"], model.get("tokenizer"), document["threads"],
-               workload["prompt"], workload["prompt_tokens"], workload["gen_tokens"], document["warmup"],
-               document["repetitions"], document["output_dir"])
+    kind = workload.get("kind", GENERATE)
+    common = (document["cell_id"], document["engine"]["name"], dict(document["engine"]["options"]),
+              model["id"], model["format"], model["path"], model.get("tokenizer"), document["threads"])
+    rest = (document["warmup"], document["repetitions"], document["output_dir"])
+    if kind == PERPLEXITY:
+        if workload["stride"] >= workload["context"]:
+            raise JobError(f"job: workload.stride ({workload['stride']}) is not below workload.context "
+                           f"({workload['context']}): every id from the second on must be scored")
+        return Job(*common, None, None, None, *rest, kind=kind, text=workload["text"],
+                   ids_path=workload["ids_path"], ids_sha256=workload["ids_sha256"],
+                   context=workload["context"], stride=workload["stride"])
+    return Job(*common, workload["prompt"], workload["prompt_tokens"], workload["gen_tokens"], *rest)
 
 
 def load(path: str | None = None) -> Job:

@@ -19,11 +19,17 @@ def log(message: str) -> None:
     print(f"[{_NAME[0]} {time.monotonic() - _START:7.3f}s] {message}", file=sys.stderr, flush=True)
 
 
-def run(name: str, body: Callable[[jobs.Job], dict], load: Callable[[], jobs.Job] = jobs.load) -> int:
-    """Load and check the job, call ``body(job)`` for the RESULT, write it; 0, or 1 on any error."""
+def run(name: str, body: Callable[[jobs.Job], dict], load: Callable[[], jobs.Job] = jobs.load,
+        kinds: tuple[str, ...] = (jobs.GENERATE,)) -> int:
+    """Load and check the job, call ``body(job)`` for the RESULT, write it; 0, or 1 on any error.
+
+    ``kinds``: the workload kinds the runner runs; a job of another kind is refused.
+    """
     _NAME[0] = name
     try:
         job = load()
+        if job.kind not in kinds:
+            raise jobs.JobError(f"this runner does not run {job.kind!r} workloads (it runs: {', '.join(kinds)})")
         log(f"cell {job.cell_id}: {job.model_format} {job.model_path}, threads {job.threads}, "
             f"warmup {job.warmup}, repetitions {job.repetitions}")
         path = results.write(job.output_dir, body(job))

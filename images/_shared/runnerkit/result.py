@@ -18,15 +18,31 @@ def threads(job: Job, window: CpuWindow, engine_reported: int | None, how: str) 
                    f"repetitions ({window.source}); engine_reported: {how}"}
 
 
+def _common(job: Job, engine: dict, threads_figures: dict, load_time_s: float, peak_rss_bytes: int | None,
+            measurement_boundary: str) -> tuple[dict, dict]:
+    unmeasured = {} if peak_rss_bytes is not None else {"peak_rss_bytes": "VmHWM not readable from /proc"}
+    return {"schema_version": 1, "cell_id": job.cell_id, "engine": engine,
+            "measurement_boundary": measurement_boundary, "threads": threads_figures,
+            "load_time_s": load_time_s, "peak_rss_bytes": peak_rss_bytes}, unmeasured
+
+
 def document(job: Job, engine: dict, threads_figures: dict, load_time_s: float, peak_rss_bytes: int | None,
              prompt_ids: list[int], repetitions: list[dict], extra: dict | None = None,
              measurement_boundary: str = "in-process") -> dict:
     """The RESULT; a peak that could not be read is null with its reason in 'unmeasured'."""
-    unmeasured = {} if peak_rss_bytes is not None else {"peak_rss_bytes": "VmHWM not readable from /proc"}
-    return {"schema_version": 1, "cell_id": job.cell_id, "engine": engine,
-            "measurement_boundary": measurement_boundary, "threads": threads_figures,
-            "load_time_s": load_time_s, "peak_rss_bytes": peak_rss_bytes, "prompt_token_ids": prompt_ids,
-            "repetitions": repetitions, "extra": extra or {}, "unmeasured": unmeasured}
+    head, unmeasured = _common(job, engine, threads_figures, load_time_s, peak_rss_bytes, measurement_boundary)
+    return {**head, "prompt_token_ids": prompt_ids, "repetitions": repetitions, "extra": extra or {},
+            "unmeasured": unmeasured}
+
+
+def perplexity_document(job: Job, engine: dict, threads_figures: dict, load_time_s: float,
+                        peak_rss_bytes: int | None, perplexity: dict, repetitions: list[dict],
+                        extra: dict | None = None, measurement_boundary: str = "in-process") -> dict:
+    """A perplexity CELL's RESULT: the ``perplexity`` object (runnerkit.perplexity.result_fields) and
+    the evaluation repetitions instead of prompt_token_ids and generation repetitions."""
+    head, unmeasured = _common(job, engine, threads_figures, load_time_s, peak_rss_bytes, measurement_boundary)
+    return {**head, "perplexity": perplexity, "repetitions": repetitions, "extra": extra or {},
+            "unmeasured": unmeasured}
 
 
 def write(output_dir: str, result: dict) -> Path:

@@ -1,7 +1,8 @@
 """A small JSON Schema checker: the keywords the job and options schemas use, nothing more.
 
 Supported: type (one or a list), const, enum, required, properties, additionalProperties
-(false or a schema), items, minimum, minLength, pattern. An unknown keyword is ignored,
+(false or a schema), items, minimum, minLength, pattern, and if/then/else (``then`` applies
+when the value has no problems against ``if``, else ``else``). An unknown keyword is ignored,
 as JSON Schema does; the orchestrator validates with the full jsonschema library.
 """
 
@@ -56,4 +57,8 @@ def problems(schema: dict, value, path: str = "") -> list[str]:
             found.append(f"{where}: shorter than {schema['minLength']} characters")
         if "pattern" in schema and not re.search(schema["pattern"], value):
             found.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    if "if" in schema:
+        branch = "then" if not problems(schema["if"], value, path) else "else"
+        if branch in schema:
+            found += problems(schema[branch], value, path)
     return found

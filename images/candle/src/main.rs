@@ -4,6 +4,8 @@
 //! loads the model once, runs `warmup` untimed and `repetitions` timed greedy generations,
 //! and writes <output_dir>/result.json (schemas/result.schema.json) atomically.
 //! On any error: a message on stderr, a non-zero exit status, no result file.
+//! A perplexity workload (workload.kind "perplexity") scores a tokenized text instead:
+//! see perplexity.rs.
 //!
 //! Formats:
 //!   safetensors  job.model.path is a Hugging Face folder (config.json, *.safetensors,
@@ -39,6 +41,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokenizers::Tokenizer;
 
+mod perplexity;
+mod sha256;
+
 const RUNNER: &str = "orchestrate-candle-runner";
 const ENGINE_NAME: &str = "candle";
 const CARGO_LOCK: &str = include_str!("../Cargo.lock");
@@ -52,12 +57,21 @@ struct Job {
     format: String,
     model_path: PathBuf,
     tokenizer: Option<PathBuf>,
-    prompt: String,
-    prompt_tokens: Option<usize>,
-    gen_tokens: usize,
+    workload: Workload,
     warmup: usize,
     repetitions: usize,
     output_dir: PathBuf,
+}
+
+enum Workload {
+    Generate(Generate),
+    Perplexity(perplexity::Spec),
+}
+
+struct Generate {
+    prompt: String,
+    prompt_tokens: Option<usize>,
+    gen_tokens: usize,
 }
 
 fn field<'a>(v: &'a Value, path: &str) -> Result<&'a Value> {
@@ -102,14 +116,12 @@ fn parse_job(v: &Value) -> Result<Job> {
         Some(Value::String(s)) => Some(PathBuf::from(s)),
         Some(other) => bail!("job: model.tokenizer must be a string or null, got {other}"),
     };
-    let prompt_tokens = match field(v, "workload.prompt_tokens")? {
-        Value::Null => None,
-        _ => Some(field_usize(v, "workload.prompt_tokens", 2)?),
+    let workload = match field(v, "workload")?.get("kind") {
+        None => Workload::Generate(parse_generate(v)?),
+        Some(Value::String(k)) if k == "generate" => Workload::Generate(parse_generate(v)?),
+        Some(Value::String(k)) if k == "perplexity" => Workload::Perplexity(perplexity::parse_spec(v)?),
+        Some(other) => bail!("job: workload.kind {other} is not \"generate\" or \"perplexity\""),
     };
-    let prompt = field_str(v, "workload.prompt")?;
-    if prompt.is_empty() {
-        bail!("job: workload.prompt is empty");
-    }
     // candle declares no engine options (orchestrator/engines/candle.py): any option is refused.
     match field(v, "engine.options")? {
         Value::Object(m) if m.is_empty() => {}
@@ -122,13 +134,23 @@ fn parse_job(v: &Value) -> Result<Job> {
         format: field_str(v, "model.format")?,
         model_path: PathBuf::from(field_str(v, "model.path")?),
         tokenizer,
-        prompt,
-        prompt_tokens,
-        gen_tokens: field_usize(v, "workload.gen_tokens", 2)?,
+        workload,
         warmup: field_usize(v, "warmup", 0)?,
         repetitions: field_usize(v, "repetitions", 1)?,
         output_dir: PathBuf::from(field_str(v, "output_dir")?),
     })
+}
+
+fn parse_generate(v: &Value) -> Result<Generate> {
+    let prompt_tokens = match field(v, "workload.prompt_tokens")? {
+        Value::Null => None,
+        _ => Some(field_usize(v, "workload.prompt_tokens", 2)?),
+    };
+    let prompt = field_str(v, "workload.prompt")?;
+    if prompt.is_empty() {
+        bail!("job: workload.prompt is empty");
+    }
+    Ok(Generate { prompt, prompt_tokens, gen_tokens: field_usize(v, "workload.gen_tokens", 2)? })
 }
 
 // ---------------------------------------------------------------- model
@@ -189,10 +211,19 @@ struct Loaded {
     max_positions: usize,
     /// The context length the model was trained/configured for.
     context_length: Option<usize>,
+    /// Token ids the model has embeddings/logits for, when known.
+    vocab_size: Option<usize>,
     bos_id: Option<u32>,
     /// GGUF `tokenizer.ggml.add_bos_token`, when the file has it.
     add_bos: Option<bool>,
     info: Value,
+}
+
+impl Loaded {
+    /// The contract's context limit: the model's context length, within what it can hold.
+    fn position_limit(&self) -> usize {
+        self.context_length.unwrap_or(self.max_positions).min(self.max_positions)
+    }
 }
 
 fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded> {
@@ -267,6 +298,7 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded> {
     Ok(Loaded {
         max_positions: config.max_position_embeddings,
         context_length: Some(config.max_position_embeddings),
+        vocab_size: Some(config.vocab_size),
         bos_id: config.bos_token_id,
         add_bos: None,
         model: Model::Llama { model, config },
@@ -300,6 +332,10 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
     };
     let context_length = md_u32("llama.context_length").map(|v| v as usize);
     let bos_id = md_u32("tokenizer.ggml.bos_token_id");
+    let vocab_size = match content.metadata.get("tokenizer.ggml.tokens").and_then(|v| v.to_vec().ok()) {
+        Some(tokens) => Some(tokens.len()),
+        None => md_u32("llama.vocab_size").map(|v| v as usize),
+    };
     let add_bos = content.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok());
     let info = json!({
         "loader": "candle_transformers::models::quantized_llama::ModelWeights::from_gguf",
@@ -322,6 +358,7 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
         model: Model::Quantized { weights },
         max_positions: q_llama::MAX_SEQ_LEN,
         context_length,
+        vocab_size,
         bos_id,
         add_bos,
         info,
@@ -380,7 +417,7 @@ fn tokenizer_path(job: &Job) -> Result<PathBuf> {
 /// Tokenize with special tokens as the tokenizer is configured (BOS first when it adds one);
 /// with `prompt_tokens`, repeat the text joined by a space until it gives at least that many
 /// ids and keep exactly the first `prompt_tokens`.
-fn prompt_ids(tok: &Tokenizer, job: &Job, bos: &BosPolicy) -> Result<(Vec<u32>, Value)> {
+fn prompt_ids(tok: &Tokenizer, job: &Generate, bos: &BosPolicy) -> Result<(Vec<u32>, Value)> {
     let encode = |text: &str| -> Result<(Vec<u32>, &'static str)> {
         let enc = tok.encode(text, true).map_err(|e| anyhow!("tokenizing the prompt: {e}"))?;
         let mut ids = enc.get_ids().to_vec();
@@ -653,10 +690,8 @@ fn secs(d: Duration) -> f64 {
 
 fn run(job: &Job) -> Result<Value> {
     let device = Device::Cpu;
-    let pool_threads = rayon::current_num_threads();
-    let on_worker = rayon::current_thread_index();
 
-    // Load once: model + tokenizer.
+    // Load the model once (the generation workload adds its tokenizer to the load time).
     let t_load = Instant::now();
     let loaded = match job.format.as_str() {
         "safetensors" => load_safetensors(&job.model_path, &device)?,
@@ -664,6 +699,20 @@ fn run(job: &Job) -> Result<Value> {
         other => bail!("unsupported model.format {other:?} (candle runner reads safetensors and gguf-*)"),
     };
     let model_load = t_load.elapsed();
+    match &job.workload {
+        Workload::Generate(gen) => run_generate(job, gen, &loaded, t_load, model_load, &device),
+        Workload::Perplexity(spec) => perplexity::run(job, spec, &loaded, model_load, &device),
+    }
+}
+
+fn run_generate(
+    job: &Job,
+    gen: &Generate,
+    loaded: &Loaded,
+    t_load: Instant,
+    model_load: Duration,
+    device: &Device,
+) -> Result<Value> {
     let tok_path = tokenizer_path(job)?;
     let t_tok = Instant::now();
     let tokenizer = Tokenizer::from_file(&tok_path)
@@ -671,37 +720,103 @@ fn run(job: &Job) -> Result<Value> {
     let tok_load = t_tok.elapsed();
     let load_time = t_load.elapsed();
 
-    let bos = bos_policy(&tok_path, &tokenizer, &loaded);
-    let (prompt, prompt_info) = prompt_ids(&tokenizer, job, &bos)?;
+    let bos = bos_policy(&tok_path, &tokenizer, loaded);
+    let (prompt, prompt_info) = prompt_ids(&tokenizer, gen, &bos)?;
     // Positions fed to the model: the prompt plus every generated token but the last.
-    let positions = prompt.len() + job.gen_tokens - 1;
+    let positions = prompt.len() + gen.gen_tokens - 1;
     // The contract's rule: prompt + generated tokens must fit the model's context length.
-    let limit = loaded.context_length.unwrap_or(loaded.max_positions).min(loaded.max_positions);
-    if prompt.len() + job.gen_tokens > limit {
+    let limit = loaded.position_limit();
+    if prompt.len() + gen.gen_tokens > limit {
         bail!(
             "prompt ({}) + gen_tokens ({}) exceed the model's context length ({limit})",
-            prompt.len(), job.gen_tokens
+            prompt.len(), gen.gen_tokens
         );
     }
 
     for _ in 0..job.warmup {
-        generate(&loaded.model, &prompt, job.gen_tokens, &device)?;
+        generate(&loaded.model, &prompt, gen.gen_tokens, device)?;
     }
+    let (reps, cpu) = measure(|| {
+        (0..job.repetitions).map(|_| generate(&loaded.model, &prompt, gen.gen_tokens, device)).collect::<Result<Vec<_>>>()
+    })?;
+
+    let repetitions: Vec<Value> = reps
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let itl: Vec<f64> = r.itl.iter().copied().map(secs).collect();
+            json!({
+                "index": i,
+                "prompt_tokens": prompt.len(),
+                "generated_tokens": r.tokens.len(),
+                "prefill_s": secs(r.prefill),
+                "decode_s": itl.iter().sum::<f64>(),
+                "ttft_s": secs(r.ttft),
+                "inter_token_latencies_s": itl,
+                "token_ids": r.tokens,
+            })
+        })
+        .collect();
+    let mut fields = Map::new();
+    fields.insert("prompt_token_ids".into(), json!(prompt));
+    fields.insert("repetitions".into(), Value::Array(repetitions));
+
+    let extra = json!({
+        "timing": "std::time::Instant per repetition after a fresh KV cache (untimed): prefill_s = forward over \
+                   the whole prompt + copy of the last position's logits; ttft_s = prefill_s + greedy argmax; \
+                   each inter-token latency = input tensor + one cached forward + logits copy + argmax; \
+                   decode_s = their sum. candle CPU ops are synchronous.",
+        "load": {
+            "model_s": secs(model_load),
+            "tokenizer_s": secs(tok_load),
+            "how": "load_time_s = model load (weights read/mapped, tensors built) + tokenizer.json load",
+        },
+        "model": loaded.info,
+        "format": job.format,
+        "context_length": loaded.context_length,
+        "positions_used": positions,
+        "tokenizer": {"path": tok_path.display().to_string(), "crate": "tokenizers", "prompt": prompt_info},
+    });
+    let Value::Object(extra) = extra else { unreachable!() };
+    finish_result(job, load_time, &cpu, fields, extra)
+}
+
+/// A timed section's wall time and the CPU time of every thread of the process around it.
+struct CpuWindow {
+    before: BTreeMap<u32, TaskCpu>,
+    after: BTreeMap<u32, TaskCpu>,
+    wall: Duration,
+}
+
+/// Run the timed repetitions, reading the threads' CPU time before and after.
+fn measure<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, CpuWindow)> {
     let before = task_cpu();
-    let t_window = Instant::now();
-    let mut reps = Vec::with_capacity(job.repetitions);
-    for _ in 0..job.repetitions {
-        reps.push(generate(&loaded.model, &prompt, job.gen_tokens, &device)?);
-    }
-    let window = t_window.elapsed();
+    let t0 = Instant::now();
+    let value = f()?;
+    let wall = t0.elapsed();
     let after = task_cpu();
+    Ok((value, CpuWindow { before, after, wall }))
+}
+
+/// The RESULT: the fields every workload has, the workload's own `fields` (repetitions,
+/// prompt_token_ids or perplexity), and `extra` with the thread and memory notes added.
+fn finish_result(
+    job: &Job,
+    load_time: Duration,
+    cpu: &CpuWindow,
+    fields: Map<String, Value>,
+    mut extra: Map<String, Value>,
+) -> Result<Value> {
+    let pool_threads = rayon::current_num_threads();
+    let on_worker = rayon::current_thread_index();
+    let (before, after, window) = (&cpu.before, &cpu.after, cpu.wall);
 
     // Raw per-thread CPU seconds over the timed repetitions: the orchestrator derives the
     // threads used from them (one rule for every engine).
     let use_sched = after.values().all(|t| t.sched_ns.is_some());
     let pid = std::process::id();
     let mut per_task = Vec::new();
-    for (tid, a) in &after {
+    for (tid, a) in after {
         let b = before.get(tid);
         let dns = match (a.sched_ns, b.and_then(|b| b.sched_ns)) {
             (Some(x), Some(y)) => Some(x.saturating_sub(y)),
@@ -727,73 +842,48 @@ fn run(job: &Job) -> Result<Value> {
         std::env::var("RAYON_NUM_THREADS").unwrap_or_default(),
     );
 
-    let repetitions: Vec<Value> = reps
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let itl: Vec<f64> = r.itl.iter().copied().map(secs).collect();
-            json!({
-                "index": i,
-                "prompt_tokens": prompt.len(),
-                "generated_tokens": r.tokens.len(),
-                "prefill_s": secs(r.prefill),
-                "decode_s": itl.iter().sum::<f64>(),
-                "ttft_s": secs(r.ttft),
-                "inter_token_latencies_s": itl,
-                "token_ids": r.tokens,
-            })
-        })
-        .collect();
-
     let peak = vm_hwm_bytes();
     let mut unmeasured = Map::new();
     if peak.is_none() {
         unmeasured.insert("peak_rss_bytes".into(), json!("VmHWM not readable from /proc/self/status"));
     }
+    extra.insert(
+        "threads".into(),
+        json!({
+            "rayon_current_num_threads": pool_threads,
+            "ran_on_rayon_worker": on_worker,
+            "candle_get_num_threads": candle_core::utils::get_num_threads(),
+            "mean_threads_on_cpu": if use_sched && !window.is_zero() {
+                json!(busy_cpu_ns as f64 / 1e9 / secs(window)) } else { Value::Null },
+            "mean_threads_on_cpu_how": "sum of the threads' schedstat CPU time over the timed repetitions / their wall time",
+            "tasks_in_process": after.len(),
+            "window_s": secs(window),
+        }),
+    );
+    extra.insert("peak_rss".into(), json!("VmHWM from /proc/self/status at the end of the run"));
 
-    Ok(json!({
-        "schema_version": 1,
-        "cell_id": job.cell_id,
-        "engine": {
+    let mut result = Map::new();
+    result.insert("schema_version".into(), json!(1));
+    result.insert("cell_id".into(), json!(job.cell_id));
+    result.insert(
+        "engine".into(),
+        json!({
             "name": ENGINE_NAME,
             "version": locked_version("candle-core").unwrap_or_else(|| "unknown".into()),
             "build": build_info(),
-        },
-        "measurement_boundary": "in-process",
-        "threads": {"requested": job.threads, "per_thread": per_task, "engine_reported": pool_threads, "how": how},
-        "load_time_s": secs(load_time),
-        "peak_rss_bytes": peak,
-        "prompt_token_ids": prompt,
-        "repetitions": repetitions,
-        "extra": {
-            "timing": "std::time::Instant per repetition after a fresh KV cache (untimed): prefill_s = forward over \
-                       the whole prompt + copy of the last position's logits; ttft_s = prefill_s + greedy argmax; \
-                       each inter-token latency = input tensor + one cached forward + logits copy + argmax; \
-                       decode_s = their sum. candle CPU ops are synchronous.",
-            "load": {
-                "model_s": secs(model_load),
-                "tokenizer_s": secs(tok_load),
-                "how": "load_time_s = model load (weights read/mapped, tensors built) + tokenizer.json load",
-            },
-            "model": loaded.info,
-            "format": job.format,
-            "context_length": loaded.context_length,
-            "positions_used": positions,
-            "tokenizer": {"path": tok_path.display().to_string(), "crate": "tokenizers", "prompt": prompt_info},
-            "threads": {
-                "rayon_current_num_threads": pool_threads,
-                "ran_on_rayon_worker": on_worker,
-                "candle_get_num_threads": candle_core::utils::get_num_threads(),
-                "mean_threads_on_cpu": if use_sched && !window.is_zero() {
-                    json!(busy_cpu_ns as f64 / 1e9 / secs(window)) } else { Value::Null },
-                "mean_threads_on_cpu_how": "sum of the threads' schedstat CPU time over the timed repetitions / their wall time",
-                "tasks_in_process": after.len(),
-                "window_s": secs(window),
-            },
-            "peak_rss": "VmHWM from /proc/self/status at the end of the run",
-        },
-        "unmeasured": unmeasured,
-    }))
+        }),
+    );
+    result.insert("measurement_boundary".into(), json!("in-process"));
+    result.insert(
+        "threads".into(),
+        json!({"requested": job.threads, "per_thread": per_task, "engine_reported": pool_threads, "how": how}),
+    );
+    result.insert("load_time_s".into(), json!(secs(load_time)));
+    result.insert("peak_rss_bytes".into(), json!(peak));
+    result.extend(fields);
+    result.insert("extra".into(), Value::Object(extra));
+    result.insert("unmeasured".into(), Value::Object(unmeasured));
+    Ok(Value::Object(result))
 }
 
 fn write_atomic(dir: &Path, value: &Value) -> Result<PathBuf> {
