@@ -23,6 +23,9 @@ def headline(record: dict) -> str:
     """A finished CELL in a few words: its median generation speed, or why it did not end ok."""
     if record["status"] != "ok":
         return str(record.get("reason") or "")
+    figures = record["result"].get("perplexity")
+    if figures:
+        return f"perplexity {figures['perplexity']:.4g} over {figures['scored_tokens']} ids"
     rates = sorted(r for r in map(merge.generation_rate, record["result"]["repetitions"]) if not math.isnan(r))
     return f"median generation {stats.median(rates):.1f} tok/s" if rates else ""
 

@@ -190,3 +190,10 @@ def test_report_html_charts_perplexity_and_names_a_disagreement():
     assert [f.id for f in htmlreport.charts.speed_figures(rows)]  # the generation CELL still has its charts
     assert any("+2.50% from c-000000000001" in w for w in htmlreport.warnings(
         {"host": {"frequency": {}}, "counts": {}}, report.slimmed(found), rows))
+
+
+def test_a_finished_perplexity_cell_has_a_headline():
+    from orchestrator import progress
+
+    assert progress.headline(ppl_record("c-000000000001", "llama.cpp", "gguf-f32", 20.0)) == \
+        "perplexity 20 over 9 ids"
