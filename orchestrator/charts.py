@@ -159,26 +159,32 @@ def scaling_figures(rows: list[dict], parameters: dict[str, int]) -> list[Figure
     return figures
 
 
-def agreement_figure(rows: list[dict]) -> list[Figure]:
-    """Leading greedy tokens each CELL shares with its reference, coloured by verdict."""
-    judged = [r for r in rows if r.get("agreement") in VERDICT_COLOURS][:MAX_CELLS]
-    if not judged:
-        return []
+def _verdict_bars(rows: list[dict], verdict_key: str, y_of, custom_of, hover: str) -> list:
+    """One bar trace per verdict (coloured by VERDICT_COLOURS) over the CELLs that have one."""
+    judged = [r for r in rows if r.get(verdict_key) in VERDICT_COLOURS][:MAX_CELLS]
     many_models = len({r["model"] for r in rows}) > 1
     many_workloads = len({r["workload"] for r in rows}) > 1
     traces = []
     for verdict, colour in VERDICT_COLOURS.items():
-        mine = [r for r in judged if r["agreement"] == verdict]
-        if not mine:
-            continue
-        traces.append({
-            "type": "bar", "name": verdict, "marker": {"color": colour},
-            "x": [f"{_axis_label(r, many_models, many_workloads)} t{r['threads']}" for r in mine],
-            "y": [_num(r["agreement_of"]) if verdict == "reference" else _num(r["agreement_tokens"]) for r in mine],
-            "customdata": [[r["cell_id"], _num(r["agreement_of"]), r.get("agreement_reference") or "-"] for r in mine],
-            "hovertemplate": "%{x}<br>%{y} of %{customdata[1]} tokens agree with %{customdata[2]}"
-                             "<br>%{customdata[0]}<extra></extra>",
-        })
+        mine = [r for r in judged if r[verdict_key] == verdict]
+        if mine:
+            traces.append({
+                "type": "bar", "name": verdict, "marker": {"color": colour},
+                "x": [f"{_axis_label(r, many_models, many_workloads)} t{r['threads']}" for r in mine],
+                "y": [y_of(r, verdict) for r in mine], "customdata": [custom_of(r) for r in mine],
+                "hovertemplate": hover})
+    return traces
+
+
+def agreement_figure(rows: list[dict]) -> list[Figure]:
+    """Leading greedy tokens each CELL shares with its reference, coloured by verdict."""
+    traces = _verdict_bars(
+        rows, "agreement",
+        lambda r, verdict: _num(r["agreement_of"]) if verdict == "reference" else _num(r["agreement_tokens"]),
+        lambda r: [r["cell_id"], _num(r["agreement_of"]), r.get("agreement_reference") or "-"],
+        "%{x}<br>%{y} of %{customdata[1]} tokens agree with %{customdata[2]}<br>%{customdata[0]}<extra></extra>")
+    if not traces:
+        return []
     return [Figure("chart-agreement", "Agreement: leading greedy tokens shared with the reference",
                    "F32 CELLs against the reference CELL (the first llama.cpp F32 CELL of the same model and "
                    "workload): they must agree on the first 32 tokens or are flagged DISAGREE (red). Quantized "
@@ -188,23 +194,12 @@ def agreement_figure(rows: list[dict]) -> list[Figure]:
 
 def perplexity_figure(rows: list[dict]) -> list[Figure]:
     """Perplexity of every perplexity CELL, coloured by its verdict against the reference."""
-    judged = [r for r in rows if r.get("ppl_agreement") in VERDICT_COLOURS][:MAX_CELLS]
-    if not judged:
+    traces = _verdict_bars(
+        rows, "ppl_agreement", lambda r, _: _num(r["perplexity"]),
+        lambda r: [r["cell_id"], _num(r["ppl_vs_reference"]), r.get("ppl_reference") or "-"],
+        "%{x}<br>perplexity %{y:.5g}<br>%{customdata[1]:+.2%} vs %{customdata[2]}<br>%{customdata[0]}<extra></extra>")
+    if not traces:
         return []
-    many_models = len({r["model"] for r in rows}) > 1
-    many_workloads = len({r["workload"] for r in rows}) > 1
-    traces = []
-    for verdict, colour in VERDICT_COLOURS.items():
-        mine = [r for r in judged if r["ppl_agreement"] == verdict]
-        if mine:
-            traces.append({
-                "type": "bar", "name": verdict, "marker": {"color": colour},
-                "x": [f"{_axis_label(r, many_models, many_workloads)} t{r['threads']}" for r in mine],
-                "y": [_num(r["perplexity"]) for r in mine],
-                "customdata": [[r["cell_id"], _num(r["ppl_vs_reference"]), r.get("ppl_reference") or "-"]
-                               for r in mine],
-                "hovertemplate": "%{x}<br>perplexity %{y:.5g}<br>%{customdata[1]:+.2%} vs %{customdata[2]}"
-                                 "<br>%{customdata[0]}<extra></extra>"})
     return [Figure("chart-perplexity", "Perplexity of the evaluation text",
                    "exp(mean negative log-likelihood) of the text's ids. F32 CELLs must be within 0.5 % of the "
                    "reference (llama.cpp gguf-f32) or are flagged DISAGREE (red); quantized formats show their "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import operator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from orchestrator import certainty, perplexity, sampling, stats
 
@@ -116,7 +116,8 @@ def tables(records: list[dict], frequency: dict, columns: tuple[dict, dict] | No
         return pd.DataFrame(), pd.DataFrame(columns=REPETITION_COLUMNS)
     cell_columns, rep_columns = columns if columns is not None else derived_columns(records, frequency)
     found = agreement(records)
-    scores = perplexity.agreement(records, _group)
+    scored = [r for r in records if r["status"] == "ok" and perplexity.is_perplexity(r["result"])]
+    scores = perplexity.agreement(scored, references(scored, _group))
     ids = list(cell_columns["cell_id"])
     cell_columns = {**cell_columns, **{c: [found.get(i, {}).get(c) for i in ids] for c in AGREEMENT_COLUMNS}}
     if scores:  # a RUN with perplexity CELLs: the reference and the relative difference of each
@@ -246,29 +247,11 @@ def agreement(records: list[dict]) -> dict[str, dict]:
     any engine; their length of agreement is reported ('info').
     """
     ok = [r for r in records if r["status"] == "ok" and not perplexity.is_perplexity(r["result"])]
-    anchors: dict[tuple, dict] = {}  # group -> reference of its F32 CELLs
-    parents: dict[tuple, dict] = {}  # (group, engine or None) -> first gguf-f32 CELL
-    for record in ok:
-        cell = record["cell"]
-        key = _group(record)
-        if cell["format"] in FULL_PRECISION:
-            preferred = cell["engine"] == "llama.cpp" and cell["format"] == "gguf-f32"
-            current = anchors.get(key)
-            if current is None or (preferred and not current[1]):
-                anchors[key] = (record, preferred)
-        if cell["format"] == "gguf-f32":
-            parents.setdefault((key, cell["engine"]), record)
-            parents.setdefault((key, None), record)
-
+    reference_of = references(ok, _group)
     out = {}
     for record in ok:
         cell, ids = record["cell"], _token_ids(record)
-        key = _group(record)
-        if cell["format"] in FULL_PRECISION:
-            reference = anchors[key][0]
-            reference = None if reference is record else reference
-        else:
-            reference = parents.get((key, cell["engine"])) or parents.get((key, None))
+        reference = reference_of(record)
         reps = record["result"]["repetitions"]
         row = {"token_ids_stable": all(rep["token_ids"] == ids for rep in reps), "agreement_of": len(ids)}
         if reference is None:
@@ -281,6 +264,36 @@ def agreement(records: list[dict]) -> dict[str, dict]:
             row.update(agreement_reference=reference["cell_id"], agreement_tokens=length, agreement=verdict)
         out[record["cell_id"]] = row
     return out
+
+
+def references(ok: list[dict], group) -> Callable[[dict], dict | None]:
+    """Each ok record's reference among ``ok`` (records of one kind), None for a group's reference itself.
+
+    ``group(record)`` says which CELLs are compared. An F32 CELL (gguf-f32, safetensors, onnx)
+    is compared with its group's first llama.cpp gguf-f32 CELL, else its first F32 CELL; a
+    quantized CELL with its F32 parent: the group's first gguf-f32 CELL of the same engine,
+    else of any engine (None when there is none).
+    """
+    anchors: dict = {}  # group -> (reference of its F32 CELLs, is it llama.cpp gguf-f32)
+    parents: dict = {}  # (group, engine or None) -> first gguf-f32 CELL
+    for record in ok:
+        cell, key = record["cell"], group(record)
+        if cell["format"] in FULL_PRECISION:
+            preferred = cell["engine"] == "llama.cpp" and cell["format"] == "gguf-f32"
+            current = anchors.get(key)
+            if current is None or (preferred and not current[1]):
+                anchors[key] = (record, preferred)
+        if cell["format"] == "gguf-f32":
+            parents.setdefault((key, cell["engine"]), record)
+            parents.setdefault((key, None), record)
+
+    def reference_of(record: dict) -> dict | None:
+        cell, key = record["cell"], group(record)
+        if cell["format"] in FULL_PRECISION:
+            anchor = anchors[key][0]
+            return None if anchor is record else anchor
+        return parents.get((key, cell["engine"])) or parents.get((key, None))
+    return reference_of
 
 
 def _group(record: dict) -> tuple[str, str]:

@@ -96,31 +96,18 @@ def rates(record: dict) -> list[float]:
     return [rep["scored_tokens"] / rep["time_s"] for rep in record["result"]["repetitions"] if rep["time_s"] > 0]
 
 
-def agreement(records: list[dict], group) -> dict[str, dict]:
-    """cell id -> {ppl_reference, ppl_vs_reference, ppl_agreement} for every ok perplexity CELL (linear).
+def agreement(ok: list[dict], reference_of) -> dict[str, dict]:
+    """cell id -> {ppl_reference, ppl_vs_reference, ppl_agreement} for ok perplexity records (linear).
 
-    ``group(record)`` says which CELLs are compared (same model and workload). F32 CELLs: 'ok'
-    within 0.5 % of the reference, else 'DISAGREE'; the reference itself: 'reference'.
-    Quantized CELLs: 'info', with their relative increase over the F32 parent.
+    ``reference_of(record)`` is merge.references over them: an F32 CELL's reference, a quantized
+    CELL's F32 parent, None for the reference itself. F32 CELLs: 'ok' within 0.5 % of the
+    reference, else 'DISAGREE'; quantized CELLs: 'info', with their relative increase.
     """
-    ok = [r for r in records if r["status"] == "ok" and is_perplexity(r["result"])]
-    anchors: dict = {}
-    parents: dict = {}
-    for record in ok:
-        cell, key = record["cell"], group(record)
-        if cell["format"] in FULL_PRECISION:
-            preferred = cell["engine"] == "llama.cpp" and cell["format"] == "gguf-f32"
-            if key not in anchors or (preferred and not anchors[key][1]):
-                anchors[key] = (record, preferred)
-        if cell["format"] == "gguf-f32":
-            parents.setdefault((key, cell["engine"]), record)
-            parents.setdefault((key, None), record)
     out = {}
     for record in ok:
-        cell, key = record["cell"], group(record)
-        full = cell["format"] in FULL_PRECISION
-        reference = anchors[key][0] if full else parents.get((key, cell["engine"])) or parents.get((key, None))
-        if reference is None or reference is record:
+        full = record["cell"]["format"] in FULL_PRECISION
+        reference = reference_of(record)
+        if reference is None:
             out[record["cell_id"]] = {"ppl_reference": None, "ppl_vs_reference": NAN,
                                       "ppl_agreement": "reference" if full else "no F32 parent in this RUN"}
             continue
