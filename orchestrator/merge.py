@@ -14,13 +14,13 @@ import operator
 from typing import TYPE_CHECKING, Callable
 
 from orchestrator import certainty, perplexity, sampling, stats
+from orchestrator.catalogue import FULL_PRECISION
 
 if TYPE_CHECKING:
     import pandas as pd
 
 NAN = float("nan")
 KEYS = ["cell_id", "engine", "model", "format", "threads", "workload"]
-FULL_PRECISION = ("gguf-f32", "safetensors", "onnx")  # formats holding the F32 weights themselves
 MIN_AGREEMENT = 32  # F32 engines must agree on at least this many greedy tokens
 STATS = ["median", "p90", "std", "min", "max", "n"]
 # Metrics measured once per repetition, summarised over repetitions.

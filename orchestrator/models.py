@@ -184,9 +184,9 @@ def _make_from_gguf(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Pat
     source = FORMAT_FILES[entry.source["format"]]
     progress(f"making {entry.id}: dequantized safetensors + GGUF F32 from {source} in {maker.tag}")
     run_tool(docker, maker, ["python3", "/opt/modelmaker/from_gguf.py", "--gguf", f"/models/{source}",
-                              "--spec", "/spec/spec.json", "--out", "/out"],
-              (Mount(str(model_dir), "/models"), Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
-              f"making {entry.id} from {source}", logs_dir / f"make-{entry.id}.log", progress)
+                             "--spec", "/spec/spec.json", "--out", "/out"],
+             (Mount(str(model_dir), "/models"), Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
+             f"making {entry.id} from {source}", logs_dir / f"make-{entry.id}.log", progress)
     report = json.loads((work / "manifest.json").read_text())
     maker_report = {k: report.get(k) for k in ("parameters", "weights", "tokenizer", "versions")}
     tool = _tool_record(maker)
@@ -221,7 +221,7 @@ def _tool_dir(model_dir: Path, name: str) -> Path:
 
 
 def run_tool(docker: Docker, image: images.Built, command: list[str], mounts: tuple[Mount, ...], what: str,
-              log_path: Path, progress: Callable[[str], None] = print) -> str:
+             log_path: Path, progress: Callable[[str], None] = print) -> str:
     done = docker.run_tool(image.tag, command, mounts, TOOL_USER, name=f"orchestrate-tool-{os.getpid()}",
                            labels={"orchestrate.tool": image.name}, on_line=lambda line: progress(f"  {line}"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +241,8 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
     os.chmod(spec_dir / "spec.json", 0o644)
     progress(f"making {entry.id}: safetensors + GGUF F32 in {maker.tag} (this takes a while for large models)")
     run_tool(docker, maker, ["python3", "/opt/modelmaker/make_model.py", "--spec", "/spec/spec.json", "--out", "/out"],
-              (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
-              f"making {entry.id}", logs_dir / f"make-{entry.id}.log", progress)
+             (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
+             f"making {entry.id}", logs_dir / f"make-{entry.id}.log", progress)
     tool = _tool_record(maker)
     report = json.loads((work / "manifest.json").read_text()) if (work / "manifest.json").is_file() else {}
     tokenizer = report.get("tokenizer", {})
@@ -253,7 +253,7 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
     maker_report = {k: report.get(k) for k in ("parameters", "tokenizer", "versions")}
     progress(f"checking that greedy decoding of {entry.id} gives varied tokens")
     output = run_tool(docker, maker, ["python3", "/opt/modelmaker/greedy.py", "--hf", "/out/hf", "--n", "64"],
-                       (Mount(str(work), "/out"),), f"greedy check of {entry.id}", logs_dir / f"greedy-{entry.id}.log")
+                      (Mount(str(work), "/out"),), f"greedy check of {entry.id}", logs_dir / f"greedy-{entry.id}.log")
     greedy = json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))
     maker_report["greedy_check"] = {k: greedy[k] for k in ("prompt", "prompt_ids", "n", "generated", "distinct")}
     progress(f"  {greedy['distinct']} distinct tokens in the first {greedy['n']} greedy tokens")
@@ -272,8 +272,8 @@ def _quantize(docker: Docker, entry: Entry, fmt: str, model_dir: Path, logs_dir:
     progress(f"making {entry.id} {fmt} with llama-quantize")
     target = Path(FORMAT_FILES[fmt]).name
     run_tool(docker, engine, ["llama-quantize", "/models/gguf/model-f32.gguf", f"/out/{target}", kind],
-              (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
-              f"quantizing {entry.id} to {kind}", logs_dir / f"quantize-{entry.id}-{fmt}.log", progress)
+             (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
+             f"quantizing {entry.id} to {kind}", logs_dir / f"quantize-{entry.id}-{fmt}.log", progress)
     _install(model_dir, work / target, fmt, {**_tool_record(engine), "tool": f"llama-quantize {kind}",
                                              "parent": _parent(model_dir, "gguf-f32")})
     shutil.rmtree(work, ignore_errors=True)
@@ -285,8 +285,8 @@ def _export_onnx(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, 
     work = _tool_dir(model_dir, "onnx")
     progress(f"exporting {entry.id} to ONNX in {maker.tag}")
     run_tool(docker, maker, ["python3", "/opt/modelmaker/export_onnx.py", "--hf", "/models/hf", "--out", "/out/onnx"],
-              (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
-              f"exporting {entry.id} to ONNX", logs_dir / f"onnx-{entry.id}.log", progress)
+             (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
+             f"exporting {entry.id} to ONNX", logs_dir / f"onnx-{entry.id}.log", progress)
     _install(model_dir, work / "onnx", "onnx", {**_tool_record(maker), "tool": "modelmaker export_onnx.py",
                                                 "parent": _parent(model_dir, "safetensors")})
     shutil.rmtree(work, ignore_errors=True)

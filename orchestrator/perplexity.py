@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 
+from orchestrator import stats
+from orchestrator.catalogue import FULL_PRECISION
+
 NAN = float("nan")
-FULL_PRECISION = ("gguf-f32", "safetensors", "onnx")
 MAX_RELATIVE = 0.005  # F32 engines agree within 0.5 % relative
 NLL_REPEAT_TOLERANCE = 1e-6  # relative: the same ids and weights give the same mean NLL every repetition
 COLUMNS = ("perplexity", "ppl_mean_nll", "ppl_scored_tokens", "ppl_windows", "ppl_time_s_median", "ppl_tps_median",
@@ -31,9 +33,8 @@ def windows(n: int, context: int, stride: int) -> list[tuple[int, int, int]]:
         previous_end, start = end, start + stride
 
 
-def is_perplexity(record_or_result: dict) -> bool:
-    """True for a perplexity record (or RESULT)."""
-    result = record_or_result.get("result", record_or_result) if "cell_id" in record_or_result else record_or_result
+def is_perplexity(result: dict | None) -> bool:
+    """True for a perplexity RESULT (a record's ``result``; None for a CELL that left none)."""
     return isinstance(result, dict) and "perplexity" in result
 
 
@@ -82,9 +83,7 @@ def cell_columns(record: dict) -> dict:
     if not result or "perplexity" not in result:
         return out
     figures = result["perplexity"]
-    durations = sorted(rep["time_s"] for rep in result["repetitions"])
-    middle = len(durations) // 2
-    median = durations[middle] if len(durations) % 2 else (durations[middle - 1] + durations[middle]) / 2
+    median = stats.median(sorted(rep["time_s"] for rep in result["repetitions"]))
     out.update(perplexity=figures["perplexity"], ppl_mean_nll=figures["mean_nll"],
                ppl_scored_tokens=figures["scored_tokens"], ppl_windows=figures["windows"], ppl_time_s_median=median,
                ppl_tps_median=figures["scored_tokens"] / median if median > 0 else NAN)

@@ -19,12 +19,13 @@ import shutil
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from orchestrator import download, images, locks, schemas, yamlsafe
-from orchestrator.models import run_tool, sha256_of
-from orchestrator.dockerapi import Docker, Mount
-from orchestrator.errors import CatalogueError, InputError, ModelError
+from orchestrator import catalogue
+from orchestrator.errors import CatalogueError, ModelError
+
+if TYPE_CHECKING:  # `validate` reads the catalogue only: the Docker and download side is imported where used
+    from orchestrator.dockerapi import Docker
 
 TEXTS = Path(__file__).resolve().parent.parent / "catalogue" / "texts.yaml"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"  # ORCHESTRATE_DEBIAN_MIRROR overrides it
@@ -55,13 +56,17 @@ class Text:
     size: int
 
     def packages_for(self, arch: str) -> tuple[Package, ...]:
-        """The packages this machine needs: the architecture-independent ones and its own."""
-        mine = tuple(p for p in self.packages if p.arch in ("all", arch))
-        if not any(p.arch == arch for p in self.packages if p.arch != "all") and any(
-                p.arch != "all" for p in self.packages):
+        """The packages a machine of ``arch`` needs: the architecture-independent ones and its own."""
+        arches = {p.arch for p in self.packages} - {"all"}
+        if arches and arch not in arches:
             raise ModelError(f"evaluation text {self.id}: no package for this machine's architecture {arch} "
-                             f"(the catalogue has {', '.join(sorted({p.arch for p in self.packages}))})")
-        return mine
+                             f"(the catalogue has {', '.join(sorted(arches))})")
+        return tuple(p for p in self.packages if p.arch in ("all", arch))
+
+
+def host_arch() -> str:
+    """This machine's Debian architecture name (amd64, arm64), else what the kernel calls it."""
+    return ARCH.get(platform.machine(), platform.machine())
 
 
 @dataclass(frozen=True)
@@ -77,17 +82,8 @@ class EvalIds:
 @cache
 def load(path: Path = TEXTS) -> dict[str, Text]:
     """Every evaluation text by id, validated against schemas/texts.schema.json."""
-    try:
-        data = yamlsafe.load(yamlsafe.read(path, "the texts catalogue"), str(path)).data
-    except InputError as exc:
-        raise CatalogueError(f"cannot read {path}: " + "; ".join(str(p) for p in exc.problems)) from None
-    found = schemas.problems("texts", data)
-    if found:
-        raise CatalogueError(f"{path} is invalid: " + "; ".join(f"{p}: {m}" for p, m in found))
     out = {}
-    for item in data["texts"]:
-        if item["id"] in out:
-            raise CatalogueError(f"{path}: text id {item['id']!r} appears twice")
+    for item in catalogue.read_items(path, "the texts catalogue", "texts", "texts", "text id"):
         out[item["id"]] = Text(item["id"], item["title"], item["licence"],
                                tuple(Package(**p) for p in item["packages"]), item["verses"],
                                item["normalisation"], item["sha256"], item["size"])
@@ -108,6 +104,10 @@ def folder(text: Text, root: Path) -> Path:
 def prepare(docker: Docker, text: Text, root: Path, logs_dir: Path,
             progress: Callable[[str], None] = print) -> Path:
     """The text's file in the store, made (and checked) when it is not there yet."""
+    from orchestrator import download, images, locks
+    from orchestrator.dockerapi import Mount
+    from orchestrator.models import run_tool, sha256_of
+
     home = folder(text, root)
     target = home / "text.txt"
     if target.is_file():
@@ -124,9 +124,8 @@ def prepare(docker: Docker, text: Text, root: Path, logs_dir: Path,
         out.mkdir()
         os.chmod(out, 0o777)  # the tool runs as an unprivileged user
         mirror = os.environ.get("ORCHESTRATE_DEBIAN_MIRROR", DEBIAN_MIRROR).rstrip("/")
-        arch = ARCH.get(platform.machine(), platform.machine())
         names = []
-        for package in text.packages_for(arch):
+        for package in text.packages_for(host_arch()):
             name = Path(package.file).name
             progress(f"downloading {name} from {mirror}")
             download.fetch(f"{mirror}/{package.file}", package.sha256, package.size, debs / name, progress)
@@ -154,6 +153,10 @@ def prepare(docker: Docker, text: Text, root: Path, logs_dir: Path,
 def ids_for(docker: Docker, text: Text, model_folder: Path, root: Path, logs_dir: Path,
             progress: Callable[[str], None] = print) -> EvalIds:
     """The text tokenized by the model's Hugging Face tokenizer (made once, then reused)."""
+    from orchestrator import images
+    from orchestrator.dockerapi import Mount
+    from orchestrator.models import run_tool, sha256_of
+
     home = folder(text, root)
     target = home / "ids" / f"{model_folder.name}.ids.json"
     if not target.is_file():

@@ -197,3 +197,38 @@ def test_a_finished_perplexity_cell_has_a_headline():
 
     assert progress.headline(ppl_record("c-000000000001", "llama.cpp", "gguf-f32", 20.0)) == \
         "perplexity 20 over 9 ids"
+
+
+def test_report_html_table_shows_perplexity_once_with_its_verdict():
+    from orchestrator import htmlreport
+
+    found = [ppl_record("c-000000000001", "llama.cpp", "gguf-f32", 20.0),
+             ppl_record("c-000000000003", "onnxruntime", "onnx", 20.5), records.record(cell_id="c-000000000005")]
+    frequency = {"ghz": None, "reason": "test"}
+    table = merge.tables(report.slimmed(found), frequency, merge.derived_columns(found, frequency))[0]
+    html = htmlreport._table(htmlreport._rows(table))
+    heads = html[:html.index("</thead>")]
+    assert heads.count(">PPL<") == 1 and heads.index(">PPL<") < heads.index(">PPL vs ref<")
+    assert heads.index(">status<") < heads.index(">agree<")
+    assert '<td class="agree-DISAGREE">+2.50% DISAGREE</td>' in html and '<td class="agree-reference">ref</td>' in html
+
+
+def test_an_evaluation_time_no_cell_can_run_is_implausible(tmp_path):
+    from orchestrator.results import plausibility_problems
+
+    result = ppl_result(execute.job_document(ppl_settings(tmp_path)))
+    assert plausibility_problems(result) == []
+    result["repetitions"][1]["time_s"] = 10 ** 9
+    assert any("repetition 1: time_s is 1000000000 s, longer than any cell may run" in p
+               for p in plausibility_problems(result))
+
+
+def test_a_text_needs_its_packages_for_this_architecture():
+    from orchestrator import texts
+    from orchestrator.errors import ModelError
+
+    text = texts.get("kjv-genesis-1")
+    assert [p.arch for p in text.packages_for("amd64")] == ["all", "amd64"]
+    assert [p.arch for p in text.packages_for("arm64")] == ["all", "arm64"]
+    with pytest.raises(ModelError, match="no package for this machine's architecture riscv64"):
+        text.packages_for("riscv64")
