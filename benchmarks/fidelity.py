@@ -1,19 +1,25 @@
 """Fidelity benchmark: our llama.cpp decode rate against llama.cpp's own `llama-bench`.
 
     .venv/bin/python -m benchmarks.fidelity [--model tinystories-15m] [--formats gguf-f32,gguf-q8_0,gguf-q4_0]
-                                            [--threads 1] [--repetitions 10] [--prompt-tokens 64]
+                                            [--threads 1] [--repetitions 3] [--rounds 20] [--prompt-tokens 64]
                                             [--gen-tokens 64] [--results DIR] [--run RUN_DIR]
 
 Runs one RUN of the llama.cpp ENGINE with the option `llama_bench: true`: in each CELL's
 container, on the same cores and model file, the runner times its repetitions (A), runs
 llama-bench's prefill (`-p P -n 0`) and decode at the same depth (`-p 0 -n G-1 -d P`: the
 same tokens our inter-token latencies cover) with as many repetitions (B B), then times
-its repetitions again (A). Prints, per format, the medians and spreads of:
+its repetitions again (A). With ``--rounds N`` every CELL runs in N containers (the RUN's
+rounds, in a seeded, shuffled order): each is a fresh process of ours and of llama-bench,
+and where a small model fits in the caches, where a process's pages land moves its rate by
+a few percent, and so does the host's drift from one block to the next. Prints, per format, the medians and
+spreads of:
 
 - ours: (G - 1) / decode_s, what a user waits for (llama_decode + logits + argmax);
 - ours, engine only: the same tokens timed from llama_decode until the logits are readable;
 - llama-bench tg at the same depth (its samples_ts);
-- the ratios ours / llama-bench, and the prefill rates beside each other.
+- the ratio ours / llama-bench: per round, our median over A A against llama-bench's over
+  B (the ABBA pairs cancel drift inside a container); the CELL's ratio is the median of the
+  rounds' ratios, with its order-statistics interval and range; the prefill rates beside.
 
 With --run it re-reads an earlier RUN folder instead of running. A benchmark, not a test.
 """
@@ -29,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def matrix_text(model: str, formats: list[str], threads: int, repetitions: int, prompt: int, gen: int) -> str:
+def matrix_text(model: str, formats: list[str], threads: int, repetitions: int, prompt: int, gen: int,
+                rounds: int = 1) -> str:
     return f"""version: 1
 engines:
   - name: llama.cpp
@@ -44,7 +51,9 @@ workloads:
     prompt_tokens: {prompt}
     gen_tokens: {gen}
 warmup: 1
-repetitions: {repetitions}
+repetitions: {repetitions * rounds}
+rounds: {rounds}
+seed: 14
 memory_limit: 4g
 timeout_s: 1800
 """
@@ -66,41 +75,78 @@ def bench_samples(block: dict) -> list[float]:
     return samples
 
 
-def row(record: dict) -> dict:
-    """The fidelity figures of one CELL record."""
+def samples(record: dict) -> dict[str, list[float]]:
+    """The fidelity samples of one container's record (one CELL, or one round of it)."""
     result = record["result"]
     gen = record["cell"]["workload"]["gen_tokens"]
     extra = result.get("extra", {})
     bench = extra["llama_bench"]
     first = [(gen - 1) / rep["decode_s"] for rep in result["repetitions"]]
     second = [rep["gen_tok_s"] for rep in bench["second_a"]]
-    engine_only = [rep["engine_only_tok_s"] for rep in extra["harness"]["repetitions"]]
-    engine_only += [rep["engine_only_tok_s"] for rep in bench["second_a"]]
-    shares = [rep["harness_share"] for rep in extra["harness"]["repetitions"]]
-    tg = bench_samples(bench["decode"])
-    pp = bench_samples(bench["prefill"])
-    ours_pp = [rep["prompt_tokens"] / rep["prefill_s"] for rep in result["repetitions"]]
-    ours = first + second
-    ratio = statistics.median(ours) / statistics.median(tg) if ours and tg else None
-    ratio_engine = statistics.median(engine_only) / statistics.median(tg) if engine_only and tg else None
-    return {"format": record["cell"]["format"], "threads": record["cell"]["threads"],
-            "ours": spread(ours), "ours_first_a": spread(first), "ours_second_a": spread(second),
-            "engine_only": spread(engine_only), "bench_tg": spread(tg),
-            "ratio": ratio, "ratio_engine_only": ratio_engine,
-            "harness_share_median": statistics.median(shares) if shares else None,
-            "ours_prefill": spread(ours_pp), "bench_pp": spread(pp),
-            "bench_tg_command": bench["decode"]["command_line"]}
+    return {"first": first, "second": second, "ours": first + second,
+            "engine_only": [rep["engine_only_tok_s"] for rep in extra["harness"]["repetitions"]]
+            + [rep["engine_only_tok_s"] for rep in bench["second_a"]],
+            "shares": [rep["harness_share"] for rep in extra["harness"]["repetitions"]],
+            "tg": bench_samples(bench["decode"]), "pp": bench_samples(bench["prefill"]),
+            "ours_pp": [rep["prompt_tokens"] / rep["prefill_s"] for rep in result["repetitions"]],
+            "command": [bench["decode"]["command_line"]]}
+
+
+def containers(run_dir: Path, record: dict) -> list[dict]:
+    """The records of every container that ran a CELL: one per round, or the CELL's own record."""
+    folder = run_dir / "cells" / record["cell_id"] / "batches"
+    found = sorted(folder.glob("*/record.json"), key=lambda p: int(p.parent.name)) if folder.is_dir() else []
+    batches = [json.loads(p.read_text()) for p in found]
+    return [b for b in batches if b["status"] == "ok"] or [record]
+
+
+def _ratio(a: list[float], b: list[float]) -> float | None:
+    return statistics.median(a) / statistics.median(b) if a and b else None
+
+
+def row(record: dict, run_dir: Path | None = None) -> dict:
+    """The fidelity figures of one CELL over its containers (rounds).
+
+    A container runs ours, llama-bench, ours (ABBA), so each round gives one paired ratio
+    with the drift inside the container cancelled; the host's own drift moves the blocks of
+    one container by a few percent (ours against ours), so the CELL's ratio is the median of
+    the rounds' ratios, with its order-statistics interval (orchestrator/certainty.py).
+    """
+    from orchestrator import certainty
+
+    parts = [samples(r) for r in (containers(run_dir, record) if run_dir else [record])]
+    pooled = {key: [v for part in parts for v in part[key]] for key in parts[0]}
+    per_round = [r for r in (_ratio(part["ours"], part["tg"]) for part in parts) if r is not None]
+    engine_round = [r for r in (_ratio(part["engine_only"], part["tg"]) for part in parts) if r is not None]
+    interval = certainty.median_interval(per_round)
+    return {"format": record["cell"]["format"], "threads": record["cell"]["threads"], "rounds": len(parts),
+            "ours": spread(pooled["ours"]), "ours_first_a": spread(pooled["first"]),
+            "ours_second_a": spread(pooled["second"]),
+            "engine_only": spread(pooled["engine_only"]), "bench_tg": spread(pooled["tg"]),
+            "ratio": statistics.median(per_round) if per_round else None,
+            "ratio_interval": [interval.low, interval.high, interval.coverage] if interval else None,
+            "ratio_engine_only": statistics.median(engine_round) if engine_round else None,
+            "ratio_per_round": per_round,
+            "harness_share_median": statistics.median(pooled["shares"]) if pooled["shares"] else None,
+            "ours_prefill": spread(pooled["ours_pp"]), "bench_pp": spread(pooled["pp"]),
+            "bench_tg_command": pooled["command"][0]}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| format | threads | ours gen tok/s (A+A) | ours engine-only tok/s | llama-bench tg tok/s | "
-            "ratio ours/bench | ratio engine-only/bench | harness share | ours prompt tok/s | llama-bench pp tok/s |")
-    lines = [head, "|" + " --- |" * 10]
+    head = ("| format | threads | rounds | ours gen tok/s (A+A) | ours engine-only tok/s | llama-bench tg tok/s | "
+            "ratio ours/bench (median of rounds) | its interval (coverage) | rounds min-max | "
+            "ratio engine-only/bench | harness share | ours prompt tok/s | "
+            "llama-bench pp tok/s |")
+    lines = [head, "|" + " --- |" * 13]
     for r in rows:
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"  # noqa: E731
-        lines.append(f"| {r['format']} | {r['threads']} | {r['ours']} | {r['engine_only']} | {r['bench_tg']} | "
-                     f"{fmt(r['ratio'])} | {fmt(r['ratio_engine_only'])} | {fmt(r['harness_share_median'])} | "
-                     f"{r['ours_prefill']} | {r['bench_pp']} |")
+        rounds = r["ratio_per_round"]
+        span = f"{min(rounds):.3f}-{max(rounds):.3f}" if rounds else "-"
+        ci = r["ratio_interval"]
+        ci = f"[{ci[0]:.3f}, {ci[1]:.3f}] ({ci[2]:.3f})" if ci else "-"
+        lines.append(f"| {r['format']} | {r['threads']} | {r['rounds']} | {r['ours']} | {r['engine_only']} | "
+                     f"{r['bench_tg']} | {fmt(r['ratio'])} | {ci} | {span} | {fmt(r['ratio_engine_only'])} | "
+                     f"{fmt(r['harness_share_median'])} | {r['ours_prefill']} | {r['bench_pp']} |")
     return "\n".join(lines)
 
 
@@ -109,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="tinystories-15m")
     parser.add_argument("--formats", default="gguf-f32,gguf-q8_0,gguf-q4_0")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repetitions", type=int, default=10)
+    parser.add_argument("--repetitions", type=int, default=3,
+                        help="per container and side: ours twice (A A), llama-bench once (B) (default 3: "
+                             "short blocks, so that the host's level shifts land on both sides)")
+    parser.add_argument("--rounds", type=int, default=20,
+                        help="containers per CELL (each a fresh process of ours and of llama-bench), in a "
+                             "seeded, shuffled order; the ratio is the median of the rounds' ratios (default 20)")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--gen-tokens", type=int, default=64)
     parser.add_argument("--results", default=str(ROOT / "results"))
@@ -123,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.run)
     else:
         text = matrix_text(args.model, args.formats.split(","), args.threads, args.repetitions,
-                           args.prompt_tokens, args.gen_tokens)
+                           args.prompt_tokens, args.gen_tokens, args.rounds)
         run_dir = execute_run(matrix.parse(text, "fidelity.yaml"), Path(args.results), print)
     run, records = results.read_run(run_dir)
-    rows = [row(r) for r in records if r["status"] == "ok"]
+    rows = [row(r, run_dir) for r in records if r["status"] == "ok"]
     print(f"RUN {run['run_id']} on {run['host']['cpu']['brand']} ({run_dir})")
     print(table(rows))
     json.dump(rows, sys.stderr, indent=1)

@@ -7,9 +7,10 @@ is reported with a confidence interval for the ratio from the Mann-Whitney U tes
 (the Hodges-Lehmann interval of the shift of log values, exact for small samples): no
 resampling, no seed, and valid coverage with 5 repetitions, where a bootstrap of medians
 is known to be too narrow. A metric is *faster* or *slower* only when the interval
-excludes 1 *and* the ratio differs from 1 by more than the noise threshold (repetitions
-within one RUN do not show the variation between RUNs: container start, page cache,
-frequency, neighbours); otherwise it is *same within noise*. A CELL is *not comparable*,
+lies wholly beyond the noise threshold (above 1 + noise, or below 1 - noise), the rule
+criterion.rs uses (repetitions within one RUN do not show the variation between RUNs:
+container start, page cache, frequency, neighbours; a verdict says a difference larger than
+that is shown with confidence); otherwise it is *same within noise*. A CELL is *not comparable*,
 with the reasons, when what it measured differs (model bytes, IMAGE content, engine
 version, CPU model or code path, thread placement) or it did not end ok on both sides.
 """
@@ -167,12 +168,14 @@ def compare_metric(metric: str, a: tuple[float, ...], b: tuple[float, ...], nois
     if interval.low <= 1 <= interval.high:
         return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval, SAME,
                                 f"the {interval.coverage:.0%} interval includes 1")
-    if abs(ratio - 1) <= noise:
-        return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval, SAME,
-                                f"differs by {abs(ratio - 1):.1%}, within the {noise:.0%} noise threshold")
-    better = (ratio > 1) == higher_better
-    return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval, FASTER if better else SLOWER,
-                            f"the {interval.coverage:.0%} interval excludes 1 and the ratio is beyond {noise:.0%}")
+    if interval.low > 1 + noise or interval.high < 1 - noise:
+        better = (ratio > 1) == higher_better
+        return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval,
+                                FASTER if better else SLOWER,
+                                f"the whole {interval.coverage:.0%} interval lies beyond the {noise:.0%} noise threshold")
+    return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval, SAME,
+                            f"differs by {abs(ratio - 1):.1%}, but the {interval.coverage:.0%} interval reaches "
+                            f"inside the {noise:.0%} noise threshold")
 
 
 # -- pairing and reasons (pure) -------------------------------------------------------------

@@ -103,8 +103,8 @@ def _num(value: float) -> float | None:
 
 def to_json(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: float) -> str:
     method = ("ratio of medians B/A; confidence interval from the Mann-Whitney U distribution (Hodges-Lehmann "
-              f"interval of log(B) - log(A), exact for m*n <= {EXACT_LIMIT}); faster/slower when the interval "
-              f"excludes 1 and |ratio - 1| > {noise:g}")
+              f"interval of log(B) - log(A), exact for m*n <= {EXACT_LIMIT}); faster/slower when the whole "
+              f"interval lies beyond the noise threshold: above {1 + noise:g} or below {1 - noise:g}")
     return json.dumps({"a": a.source, "b": b.source, "method": method, "noise": noise,
                        "warnings": warnings(a, b),
                        "environment": [{"what": w, "a": x, "b": y} for w, x, y in environment(a, b)],
@@ -127,8 +127,8 @@ def to_csv(compared: tuple[CellComparison, ...]) -> str:
 def to_markdown(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: float) -> str:
     """The verdict table (ratio B/A [interval] per metric) and the environment side by side."""
     lines = [f"A: `{a.source}` (RUN {a.info.run_id})  ", f"B: `{b.source}` (RUN {b.info.run_id})", "",
-             f"Ratio of medians B/A with its Mann-Whitney (Hodges-Lehmann) interval; faster/slower when the interval "
-             f"excludes 1 and the ratio differs by more than {noise:.0%}.", "",
+             f"Ratio of medians B/A with its Mann-Whitney (Hodges-Lehmann) interval; faster/slower when the whole "
+             f"interval lies more than {noise:.0%} from 1.", "",
              "| CELL | " + " | ".join(label for label, _ in METRICS.values()) + " | verdict |",
              "| --- | " + " | ".join("---" for _ in METRICS) + " | --- |"]
     for cell in compared:

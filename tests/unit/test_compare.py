@@ -69,6 +69,21 @@ def test_a_tight_small_shift_below_the_threshold_is_the_same():
         compare.FASTER
 
 
+def test_a_shift_beyond_the_threshold_counts_only_when_the_whole_interval_is_beyond_it():
+    # 8 % faster at the median, but two of B's repetitions are barely faster than A's: the
+    # interval is [1.01, 1.16], which reaches inside the 5 % band (criterion.rs's rule)
+    a = (100.0, 100.5, 101.0, 101.5, 102.0)
+    b = (102.5, 103.0, 109.0, 115.0, 118.0)
+    found = compare.compare_metric("gen_tps", a, b)
+    assert found.interval.low > 1 and found.interval.low < 1.05 < found.ratio
+    assert found.verdict == compare.SAME and "reaches inside the 5% noise threshold" in found.why
+    # the same shift with tight samples: the whole interval is above 1.05
+    tight = tuple(v * 1.08 for v in a)
+    beyond = compare.compare_metric("gen_tps", a, tight)
+    assert beyond.interval.low > 1.05 and beyond.verdict == compare.FASTER
+    assert compare.compare_metric("itl_p50_ms", a, tight).verdict == compare.SLOWER  # a time: higher is worse
+
+
 def test_runs_that_really_differ_mark_only_the_changed_cell():
     run_a = runs.run_doc(["c-000000000001", "c-000000000002"])
     run_b = runs.run_doc(["c-000000000001", "c-000000000002"], run_id="20260101T000001Z-abcdef")
