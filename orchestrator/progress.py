@@ -107,6 +107,7 @@ class LiveView(Events):
                              TextColumn("{task.fields[left]}"), TextColumn("{task.fields[detail]}", markup=False),
                              console=self.console, transient=False, refresh_per_second=4)
         self._cells = None
+        self._run_cells = 0
         self._current = None
         self._bar.start()
 
@@ -120,6 +121,7 @@ class LiveView(Events):
     def run_started(self, run_id: str, total: int, run_dir) -> None:
         self.console.print(f"[bold]RUN {escape(run_id)}[/bold]: {total} cells -> {escape(str(run_dir))}",
                            highlight=False)
+        self._run_cells = total
         self._cells = self._bar.add_task("CELLs", total=total, left="", detail="waiting for IMAGEs and models")
 
     def stage(self, name: str) -> None:
@@ -135,9 +137,13 @@ class LiveView(Events):
                                highlight=False)
         self._stage, self._current = None, None
 
+    def _counted(self, total: int) -> dict:
+        """The bar counts what the runner counts: CELLs, or their batches when the RUN has rounds."""
+        return {"total": total, "description": "CELLs" if total == self._run_cells else "batches"}
+
     def cell_started(self, number: int, total: int, cell, cpus: str) -> None:
         if self._cells is not None:
-            self._bar.update(self._cells, detail=f"now {cell.label()} on CPUs {cpus}")
+            self._bar.update(self._cells, detail=f"now {cell.label()} on CPUs {cpus}", **self._counted(total))
 
     def cell_finished(self, number: int, total: int, cell, record: dict, seconds: float) -> None:
         self._cell_seconds.append(seconds)
@@ -147,7 +153,8 @@ class LiveView(Events):
         self.console.print(f"{mark} {escape(text)}", highlight=False)
         if self._cells is not None:
             left = self.remaining(number, total)  # mean time of the CELLs so far x CELLs to go
-            self._bar.update(self._cells, advance=1, left=f"about {clock(left)} left" if left else "")
+            self._bar.update(self._cells, completed=number, left=f"about {clock(left)} left" if left else "",
+                             **self._counted(total))
 
     def close(self) -> None:
         self._bar.stop()

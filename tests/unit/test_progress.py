@@ -61,6 +61,18 @@ def test_live_view_draws_progress_and_finished_cells():
     assert "CELLs" in text and "1/2" in text and "about 0:02 left" in text
 
 
+def test_live_view_counts_batches_when_the_run_has_rounds():
+    out = io.StringIO()
+    view = progress.LiveView(Console(file=out, force_terminal=True, width=160, color_system=None))
+    view.run_started("r1", 2, "/tmp/r1")  # 2 CELLs in 3 rounds: the runner counts 6 batches
+    for number in range(1, 4):
+        view.cell_started(number, 6, cell(), "1")
+        view.cell_finished(number, 6, cell(), record(decode=(0.04, 0.05, 0.08)), 2.0)
+    view.close()
+    text = out.getvalue()
+    assert "batches" in text and "3/6" in text and "3/2" not in text
+
+
 def test_json_summary(tmp_path):
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "cells.md").write_text("x")
