@@ -40,6 +40,18 @@ def test_threads_of_a_child_process_tree_count_too():
     assert verdict.used == 2 and verdict.counted == (200, 201)
 
 
+def test_a_helper_s_fixed_cost_on_a_tiny_cell_is_not_a_compute_thread():
+    # one generated token through a server: the HTTP thread ran 11 % of the compute thread's
+    # CPU time, but under the 5 ms floor
+    verdict = derive(1, threads(0.0081, 0.0009, 0.0001), engine_reported=1)
+    assert verdict.used == 1 and verdict.basis == "per-thread CPU" and verdict.problem() is None
+    # a second compute thread of a small 2-thread CELL still counts, and a rogue one is still caught
+    assert derive(2, threads(0.0397, 0.008), engine_reported=2).used == 2
+    assert "ran with 2 threads" in derive(1, threads(0.0397, 0.008), engine_reported=1).problem()
+    # under the floor on every thread: nothing to count from, the engine's figure
+    assert derive(1, threads(0.004, 0.003), engine_reported=1).basis == "engine"
+
+
 def test_without_usable_figures_the_engine_figure_is_the_basis():
     verdict = derive(2, threads(0.0, 0.0), engine_reported=2)
     assert verdict.used == 2 and verdict.basis == "engine"
