@@ -9,10 +9,9 @@ container, on the same cores and model file, the runner times its repetitions (A
 llama-bench's prefill (`-p P -n 0`) and decode at the same depth (`-p 0 -n G-1 -d P`: the
 same tokens our inter-token latencies cover) with as many repetitions (B B), then times
 its repetitions again (A). With ``--rounds N`` every CELL runs in N containers (the RUN's
-rounds, in a seeded, shuffled order): each is a fresh process of ours and of llama-bench,
-and where a small model fits in the caches, where a process's pages land moves its rate by
-a few percent, and so does the host's drift from one block to the next. Prints, per format, the medians and
-spreads of:
+rounds, in a seeded, shuffled order): each is a fresh process of ours and of llama-bench;
+where a process's pages land moves its rate by a few percent, and so does the host's drift
+from one block to the next. Prints, per format, the medians and spreads of:
 
 - ours: (G - 1) / decode_s, what a user waits for (llama_decode + logits + argmax);
 - ours, engine only: the same tokens timed from llama_decode until the logits are readable;
@@ -88,15 +87,14 @@ def samples(record: dict) -> dict[str, list[float]]:
             + [rep["engine_only_tok_s"] for rep in bench["second_a"]],
             "shares": [rep["harness_share"] for rep in extra["harness"]["repetitions"]],
             "tg": bench_samples(bench["decode"]), "pp": bench_samples(bench["prefill"]),
-            "ours_pp": [rep["prompt_tokens"] / rep["prefill_s"] for rep in result["repetitions"]],
-            "command": [bench["decode"]["command_line"]]}
+            "ours_pp": [rep["prompt_tokens"] / rep["prefill_s"] for rep in result["repetitions"]]}
 
 
 def containers(run_dir: Path, record: dict) -> list[dict]:
     """The records of every container that ran a CELL: one per round, or the CELL's own record."""
-    folder = run_dir / "cells" / record["cell_id"] / "batches"
-    found = sorted(folder.glob("*/record.json"), key=lambda p: int(p.parent.name)) if folder.is_dir() else []
-    batches = [json.loads(p.read_text()) for p in found]
+    from orchestrator import rounds
+
+    batches = [b.record for b in rounds.load_batches(run_dir / "cells" / record["cell_id"])]
     return [b for b in batches if b["status"] == "ok"] or [record]
 
 
@@ -114,7 +112,8 @@ def row(record: dict, run_dir: Path | None = None) -> dict:
     """
     from orchestrator import certainty
 
-    parts = [samples(r) for r in (containers(run_dir, record) if run_dir else [record])]
+    found = containers(run_dir, record) if run_dir else [record]
+    parts = [samples(r) for r in found]
     pooled = {key: [v for part in parts for v in part[key]] for key in parts[0]}
     per_round = [r for r in (_ratio(part["ours"], part["tg"]) for part in parts) if r is not None]
     engine_round = [r for r in (_ratio(part["engine_only"], part["tg"]) for part in parts) if r is not None]
@@ -129,7 +128,7 @@ def row(record: dict, run_dir: Path | None = None) -> dict:
             "ratio_per_round": per_round,
             "harness_share_median": statistics.median(pooled["shares"]) if pooled["shares"] else None,
             "ours_prefill": spread(pooled["ours_pp"]), "bench_pp": spread(pooled["pp"]),
-            "bench_tg_command": pooled["command"][0]}
+            "bench_tg_command": found[0]["result"]["extra"]["llama_bench"]["decode"]["command_line"]}
 
 
 def table(rows: list[dict]) -> str:

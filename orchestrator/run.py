@@ -206,8 +206,8 @@ def _prepare_texts(docker: Docker, cells, prepared: dict, logs_dir: Path, progre
                                          models.store_root(), logs_dir, progress)
         progress.stage_done(f"{ids.count} ids")
         record.setdefault("texts", {})[f"{cell.model}/{text.id}"] = {
-            "text_sha256": text.sha256, "packages": [p.file for p in text.packages_for(texts.host_arch())], "ids_sha256": ids.sha256,
-            "ids": ids.count, "path": str(ids.path)}
+            "text_sha256": text.sha256, "packages": [p.file for p in text.packages_for(texts.host_arch())],
+            "ids_sha256": ids.sha256, "ids": ids.count, "path": str(ids.path)}
     return found
 
 
