@@ -12,7 +12,7 @@ import math
 import re
 from typing import Callable
 
-from orchestrator import safefile
+from orchestrator.files import reading
 from orchestrator.engines import ENGINES
 
 # The smallest memory limit any CELL may run with. The smallest cgroup peak any engine
@@ -38,7 +38,7 @@ def parse_size(text: str) -> int:
     scale = _SCALE.get(text[-1:], 1)
     number = text[:-1] if text[-1:] in _SCALE else text
     if not re.fullmatch(r"[0-9]{1,30}(\.[0-9]{1,30})?", number):
-        raise ValueError(f"{safefile.quote(text, 40)!r} is not a size such as 512m or 2g")
+        raise ValueError(f"{reading.quote(text, 40)!r} is not a size such as 512m or 2g")
     whole, _, fraction = number.partition(".")
     return int(whole) * scale + int(fraction or "0") * scale // 10 ** len(fraction or "0")  # exact, rounded down
 

@@ -19,7 +19,8 @@ import pandas as pd
 
 from orchestrator import merge, report
 from orchestrator.errors import ResultError, UsageError
-from orchestrator.results import read_run, write_json_atomic, write_text_atomic
+from orchestrator.results import read_run
+from orchestrator.files import writing
 
 # Metrics shown side by side, one column per machine, at the top of the merged page.
 SIDE_BY_SIDE = {"gen_tps_median": "gen tok/s", "prompt_tps_median": "prompt tok/s", "ttft_ms_median": "TTFT ms",
@@ -241,15 +242,15 @@ def write(merged: Merged, out: Path) -> dict[str, Path]:
         raise UsageError(f"{out} exists and is not empty; merge into a new folder")
     tables = out / "tables"
     tables.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "merge.json", {"schema_version": 1, "machines": merged.machines,
+    writing.write_json(out / "merge.json", {"schema_version": 1, "machines": merged.machines,
                                            "refused": merged.refused, "missing": list(merged.missing)})
     written = {"merge.json": out / "merge.json"}
     for name, frame in (("cells", merged.cells), ("repetitions", merged.repetitions)):
         for fmt, exporter in report.EXPORTERS.items():
             path = tables / f"{name}.{fmt}"
-            write_text_atomic(path, markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame))
+            writing.write_text(path, markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame))
             written[f"{name}.{fmt}"] = path
-    write_text_atomic(out / "report.html", htmlviews.merged_page(merged))
+    writing.write_text(out / "report.html", htmlviews.merged_page(merged))
     written["report.html"] = out / "report.html"
     return written
 

@@ -14,7 +14,8 @@ from orchestrator.engines import ENGINES
 from orchestrator.engines import options as engine_options
 from orchestrator.errors import DockerError
 from orchestrator.record import CellSettings, Judged
-from orchestrator.results import judge, quote_log, write_json_atomic, write_record
+from orchestrator.results import judge, quote_log, write_record
+from orchestrator.files import writing
 
 RUNNER_USER = "65534:65534"  # every runner runs as nobody, with no capabilities
 
@@ -88,7 +89,7 @@ def run_cell(docker: ContainerRunner, docker_info: dict, settings: CellSettings,
     job = job_document(settings)
     job_dir, out_dir = cell_dir / "job", cell_dir / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(job_dir / "job.json", job)
+    writing.write_json(job_dir / "job.json", job)
     if settings.eval_ids is not None:
         shutil.copyfile(settings.eval_ids.path, job_dir / IDS_IN_JOB)
         os.chmod(job_dir / IDS_IN_JOB, 0o644)

@@ -10,29 +10,23 @@ make the same model at once.
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from filelock import FileLock, Timeout
-
 from orchestrator.errors import ResultError
-from orchestrator.results import write_json_atomic
+from orchestrator.files import reading, writing
+from orchestrator.files.locking import Lock
+from orchestrator.files.writing import disk_full
 
 RUN_LOCK = ".lock"
 OWNER = "owner.json"
 RESERVE = ".reserve"  # freed to write the final run.json when the results disk is full
 RESERVE_BYTES = 256 * 1024
-DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-
-
-def disk_full(exc: BaseException) -> bool:
-    """Whether an error means the file system has no room left."""
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+MAX_OWNER_BYTES = 64 * 1024  # owner.json holds a pid, a host name and a time
+MAX_RUN_BYTES = 64 * 2**20  # run.json, as results.MAX_RECORD_BYTES
 
 
 class RunOwner:
@@ -40,61 +34,67 @@ class RunOwner:
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self.lock = FileLock(self.run_dir / RUN_LOCK)
-        try:
-            self.lock.acquire(timeout=0)
-        except Timeout:
+        self.lock = Lock(self.run_dir / RUN_LOCK, self.run_dir)
+        if not self.lock.acquire():
             raise ResultError(f"{self.run_dir} is being written by another orchestrate process "
-                              f"({describe_owner(self.run_dir)})") from None
+                              f"({describe_owner(self.run_dir)})")
         try:
-            write_json_atomic(self.run_dir / OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                     "started_at": _now()})
-            with open(self.run_dir / RESERVE, "wb") as handle:
-                handle.write(b"\0" * RESERVE_BYTES)
-                os.fsync(handle.fileno())
+            writing.write_json(self.run_dir / OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
+                                                      "started_at": _now()}, self.run_dir)
+            writing.write_bytes(self.run_dir / RESERVE, b"\0" * RESERVE_BYTES, self.run_dir)
         except OSError as exc:
             self.release()
             if not disk_full(exc):
                 raise
             raise ResultError(f"the results disk is full ({self.run_dir}: {exc.strerror}); nothing was run. "
                               "Free some space or give another --results folder") from None
+        except BaseException:
+            self.release()
+            raise
 
     def write_run(self, record: dict) -> None:
         """Write run.json atomically; when the disk is full, give up the reserve and try once more."""
         try:
-            write_json_atomic(self.run_dir / "run.json", record)
+            writing.write_json(self.run_dir / "run.json", record, self.run_dir)
         except OSError as exc:
             if not disk_full(exc) or not (self.run_dir / RESERVE).exists():
                 raise
-            (self.run_dir / RESERVE).unlink()
-            write_json_atomic(self.run_dir / "run.json", record)
+            _remove(self.run_dir, RESERVE)
+            writing.write_json(self.run_dir / "run.json", record, self.run_dir)
 
     def release(self) -> None:
         """Let go of the RUN folder (the RUN has ended, one way or another)."""
-        (self.run_dir / RESERVE).unlink(missing_ok=True)
+        _remove(self.run_dir, RESERVE)
         self.lock.release()
+
+
+def _remove(run_dir: Path, name: str) -> None:
+    """Remove a file of the RUN folder itself (a link is removed, never followed)."""
+    try:
+        os.unlink(Path(run_dir) / name)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        pass
 
 
 def owner_alive(run_dir: Path) -> bool:
     """Whether some process holds the RUN folder's lock right now."""
-    path = Path(run_dir) / RUN_LOCK
-    if not path.exists():
-        return False
-    probe = FileLock(path)
+    return Lock(Path(run_dir) / RUN_LOCK, run_dir).held_elsewhere()
+
+
+def _document(path: Path, root: Path, limit: int):
+    """A JSON document of the RUN folder, bounded and strict; None when it cannot be read."""
     try:
-        probe.acquire(timeout=0)
-    except Timeout:
-        return True
-    probe.release()
-    return False
+        return reading.parse_json(reading.read_regular(path, limit, root=root), str(path))
+    except reading.Refused:
+        return None
 
 
 def describe_owner(run_dir: Path) -> str:
-    try:
-        owner = json.loads((Path(run_dir) / OWNER).read_text())
-        return f"pid {owner['pid']} on {owner['host']}, started {owner['started_at']}"
-    except (OSError, ValueError, KeyError, TypeError):
+    owner = _document(Path(run_dir) / OWNER, Path(run_dir), MAX_OWNER_BYTES)
+    if not isinstance(owner, dict) or not all(isinstance(owner.get(k), (str, int)) and not isinstance(owner.get(k), bool)
+                                              for k in ("pid", "host", "started_at")):
         return "owner unknown"
+    return reading.quote(f"pid {owner['pid']} on {owner['host']}, started {owner['started_at']}", 200)
 
 
 def settle(run_dir: Path) -> dict | None:
@@ -105,65 +105,70 @@ def settle(run_dir: Path) -> dict | None:
     Returns None when the folder has no readable run.json.
     """
     run_dir = Path(run_dir)
-    try:
-        run = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(run, dict) or run.get("status") != "running" or not (run_dir / OWNER).is_file():
-        return run  # finished, or from a version that kept no lock: nothing tells whether it lives
-    lock = FileLock(run_dir / RUN_LOCK)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    run = _document(run_dir / "run.json", run_dir, MAX_RUN_BYTES)
+    if not isinstance(run, dict) or run.get("status") != "running" or not os.path.isfile(run_dir / OWNER) \
+            or os.path.islink(run_dir / OWNER):
+        return run if isinstance(run, dict) else None  # finished, or from a version that kept no lock
+    lock = Lock(run_dir / RUN_LOCK, run_dir)
+    if not lock.acquire():
         return run  # the RUN is alive
     try:
-        run = json.loads((run_dir / "run.json").read_text())
-        if run.get("status") != "running":
-            return run
+        run = _document(run_dir / "run.json", run_dir, MAX_RUN_BYTES)
+        if not isinstance(run, dict) or run.get("status") != "running":
+            return run if isinstance(run, dict) else None
         run["status"] = "interrupted"
         run["error"] = (f"the orchestrate process that ran this RUN ({describe_owner(run_dir)}) ended "
                         "before the RUN finished (killed?); cells without a record.json did not run")
         for stale in [*_temporary_files(run_dir), run_dir / RESERVE]:
-            stale.unlink(missing_ok=True)
-        write_json_atomic(run_dir / "run.json", run)
+            if stale.is_symlink() or stale.is_file():
+                stale.unlink(missing_ok=True)
+        writing.write_json(run_dir / "run.json", run, run_dir)
         return run
     finally:
         lock.release()
 
 
 def _temporary_files(run_dir: Path) -> list[Path]:
-    """Temporary files of the orchestrator's own atomic writes (never what a runner wrote under out/)."""
-    return [path for path in run_dir.rglob(".*.tmp")
-            if "out" not in path.relative_to(run_dir).parts and not path.is_symlink()]
+    """Temporary files of the orchestrator's own atomic writes (never what a runner wrote under out/).
+
+    Walked without following links: a link in the RUN folder never leads the search out of it.
+    """
+    found = []
+    for folder, subfolders, files in os.walk(run_dir, followlinks=False):
+        subfolders[:] = [d for d in subfolders if d != "out"]
+        found += [Path(folder) / f for f in files if f.startswith(".") and f.endswith(".tmp")]
+    return found
 
 
 def settle_all(results_root: Path) -> list[Path]:
-    """Settle every RUN folder under ``results_root``; return those marked interrupted now."""
+    """Settle every RUN folder under ``results_root``; return those marked interrupted now.
+
+    Only real folders are looked at: a RUN folder that is a link is left alone.
+    """
     marked = []
     root = Path(results_root)
-    for run_json in sorted(root.glob("*/run.json")) if root.is_dir() else []:
-        before = _status(run_json)
-        after = settle(run_json.parent)
-        if before == "running" and after and after.get("status") == "interrupted":
-            marked.append(run_json.parent)
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name) if root.is_dir() else []
+    except OSError:
+        entries = []
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False) or not os.path.lexists(Path(entry.path) / "run.json"):
+            continue
+        run_dir = Path(entry.path)
+        before = _document(run_dir / "run.json", run_dir, MAX_RUN_BYTES)
+        after = settle(run_dir)
+        if isinstance(before, dict) and before.get("status") == "running" and after and \
+                after.get("status") == "interrupted":
+            marked.append(run_dir)
     return marked
 
 
-def _status(run_json: Path) -> str | None:
-    try:
-        return json.loads(run_json.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def hold_model(folder: Path, what: str, progress: Callable[[str], None] = print) -> FileLock:
+def hold_model(folder: Path, what: str, progress: Callable[[str], None] = print) -> Lock:
     """Take the lock of a model folder in the store, waiting (and saying so) while another process holds it."""
-    lock = FileLock(folder.with_name(folder.name + ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        progress(f"waiting: another orchestrate process is preparing {what} ({lock.lock_file})")
-        lock.acquire()
+    lock = Lock(folder.with_name(folder.name + ".lock"), folder.parent)
+    if not lock.acquire():
+        progress(f"waiting: another orchestrate process is preparing {what} ({lock.path})")
+        lock.acquire(wait=True)
     return lock
 
 

@@ -13,7 +13,7 @@ from orchestrator import bounds, catalogue, schemas, yamlsafe
 from orchestrator.engines import ENGINES
 from orchestrator.engines import options as engine_options
 from orchestrator.errors import InputError, Problem
-from orchestrator.safefile import quote
+from orchestrator.files.reading import quote
 
 DEFAULTS = {"warmup": 1, "repetitions": 5, "memory_limit": "4g", "timeout_s": 900.0}
 

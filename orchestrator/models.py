@@ -20,7 +20,7 @@ from orchestrator import catalogue, download, images, locks, wheel
 from orchestrator.catalogue import FORMAT_FILES, Entry
 from orchestrator.dockerapi import Docker, Mount
 from orchestrator.errors import ModelError
-from orchestrator.results import write_json_atomic
+from orchestrator.files import writing
 
 QUANT_TYPES = {"gguf-f16": "F16", "gguf-q8_0": "Q8_0", "gguf-q4_0": "Q4_0"}
 # Tool containers never run as root: as the calling user, or as nobody when that is root.
@@ -326,7 +326,7 @@ def _record(model_dir: Path, target: Path, fmt: str, provenance: dict) -> None:
     data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": digest, "size": _size(target), **provenance}
     if members is not None:
         data["files"][fmt]["members"] = members
-    write_json_atomic(model_dir / "manifest.json", data)
+    writing.write_json(model_dir / "manifest.json", data)
 
 
 def verify(model_dir: Path) -> list[str]:

@@ -208,7 +208,6 @@ def write(run_dir: Path, broken: list | None = None) -> dict[str, Path]:
         found = ({cell_id: {"agreement": verdict} for cell_id, verdict in zip(table["cell_id"], table["agreement"])}
                  if "agreement" in table.columns else {})  # merge.agreement's verdicts, already in the TABLE
         continuations = quality.reference_continuations(records, found)
-        (run_dir / "tables").mkdir(exist_ok=True)
         _JOB.update(run=run, records=records, table=table, reps=reps, continuations=continuations,
                     broken=broken or [], run_dir=run_dir)
         try:
@@ -276,7 +275,7 @@ def slimmed(records: list[dict]) -> list[dict]:
 def _write_one(name: str) -> str:
     """Write one of the RUN's files from ``_JOB`` (atomically: a reader never sees half a file)."""
     from orchestrator import htmlreport
-    from orchestrator.results import write_text_atomic
+    from orchestrator.files import writing
 
     job = _JOB
     if name == "report.html":
@@ -286,5 +285,5 @@ def _write_one(name: str) -> str:
         frame = job["table"] if stem == "cells" else job["reps"]
         text = markdown_page(job["run"], frame, job["continuations"]) if name == "cells.md" else EXPORTERS[fmt](frame)
         path = job["run_dir"] / "tables" / name
-    write_text_atomic(path, text)
+    writing.write_text(path, text, job["run_dir"])
     return name

@@ -171,11 +171,11 @@ def write_report(folder: Path, a: rundata.Run, b: rundata.Run, compared, noise: 
 
     from orchestrator import htmlviews
 
-    from orchestrator.results import write_json_atomic, write_text_atomic
+    from orchestrator.files import writing
 
     folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder / "compare.md", comparereport.to_markdown(a, b, compared, noise))
-    write_text_atomic(folder / "compare.csv", comparereport.to_csv(compared))
-    write_json_atomic(folder / "compare.json", json.loads(comparereport.to_json(a, b, compared, noise)))
-    write_text_atomic(folder / "compare.html", htmlviews.compare_page(a, b, compared, noise))
+    writing.write_text(folder / "compare.md", comparereport.to_markdown(a, b, compared, noise))
+    writing.write_text(folder / "compare.csv", comparereport.to_csv(compared))
+    writing.write_json(folder / "compare.json", json.loads(comparereport.to_json(a, b, compared, noise)))
+    writing.write_text(folder / "compare.html", htmlviews.compare_page(a, b, compared, noise))
     return folder / "compare.md"

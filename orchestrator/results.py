@@ -6,11 +6,11 @@ import enum
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import bounds, perplexity, safefile, schemas, threadcount
+from orchestrator import bounds, perplexity, schemas, threadcount
+from orchestrator.files import reading, writing
 from orchestrator.errors import ResultError
 from orchestrator.signals import describe_exit
 
@@ -59,28 +59,7 @@ class Broken:
 def quote_log(log: str) -> str:
     """The tail of a runner's log as quoted in a record: the last lines, each cut to a bounded length."""
     lines = log.splitlines()[-LOG_TAIL_LINES:]
-    return "\n".join(safefile.quote(line, MAX_LOG_LINE_CHARS) for line in lines)
-
-
-def write_json_atomic(path: Path, document) -> None:
-    """Write JSON so that readers see the old file or the whole new one, never a part."""
-    write_text_atomic(path, json.dumps(document, indent=2, sort_keys=False, allow_nan=False) + "\n")  # strict JSON
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return "\n".join(reading.quote(line, MAX_LOG_LINE_CHARS) for line in lines)
 
 
 def consistency_problems(job: dict, result: dict) -> list[str]:
@@ -160,12 +139,12 @@ def judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, l
     except Exception as exc:  # a RESULT the checks below did not foresee must not stop the RUN
         status, reason, result = (CellStatus.INVALID, f"the orchestrator could not judge this cell's output: "
                                   f"{type(exc).__name__}: {exc}", None)
-    return status, (safefile.quote(reason, MAX_REASON_CHARS) if reason is not None else None), result
+    return status, (reading.quote(reason, MAX_REASON_CHARS) if reason is not None else None), result
 
 
 def _judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, log_tail: str,
            result_path: Path) -> tuple[CellStatus, str | None, dict | None]:
-    last = " | ".join(safefile.quote(line, MAX_LOG_LINE_CHARS) for line in log_tail.strip().splitlines()[-3:])
+    last = " | ".join(reading.quote(line, MAX_LOG_LINE_CHARS) for line in log_tail.strip().splitlines()[-3:])
     if timed_out:
         return CellStatus.TIMEOUT, "the cell ran past its timeout and was killed", None
     if oom_killed:
@@ -177,16 +156,16 @@ def _judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, 
     if not os.path.lexists(result_path):
         return CellStatus.INVALID, "the runner exited 0 but wrote no result.json", None
     try:  # never followed out of the output folder; bounded
-        raw = safefile.read_regular(result_path, MAX_RESULT_BYTES, contained=True)
-    except safefile.Refused as exc:
+        raw = reading.read_regular(result_path, MAX_RESULT_BYTES, contained=True)
+    except reading.Refused as exc:
         return CellStatus.INVALID, f"result.json refused: {exc.detail}", None
     try:  # strict JSON within stated limits
-        result = safefile.parse_json(raw, "result.json")
-    except safefile.Refused as exc:
+        result = reading.parse_json(raw, "result.json")
+    except reading.Refused as exc:
         return CellStatus.INVALID, f"result.json is not readable JSON: {exc.detail}", None
     found = schemas.problems("result", result)
     if found:
-        detail = "; ".join(f"{p or '(top level)'}: {safefile.quote(m)}" for p, m in found[:5])
+        detail = "; ".join(f"{p or '(top level)'}: {reading.quote(m)}" for p, m in found[:5])
         return CellStatus.INVALID, f"result.json fails schemas/result.schema.json: {detail}", None
     implausible = plausibility_problems(result)
     if implausible:
@@ -197,10 +176,10 @@ def _judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, 
     return CellStatus.OK, None, result
 
 
-def write_record(path: Path, record: dict) -> None:
-    """Validate a CELL record against schemas/record.schema.json and write it atomically."""
+def write_record(path: Path, record: dict, root: Path | None = None) -> None:
+    """Validate a CELL record against schemas/record.schema.json and write it atomically (beneath ``root``)."""
     schemas.check("record", record, f"record for cell {record.get('cell_id')}")
-    write_json_atomic(path, record)
+    writing.write_json(path, record, root)
 
 
 def read_run(run_dir: Path, broken: list[Broken] | None = None) -> tuple[dict, list[dict]]:
@@ -226,11 +205,11 @@ def read_records(run_dir: Path, cell_ids: list[str], broken: list[Broken] | None
     for cell_id in cell_ids:
         path = os.path.join(cells, cell_id, "record.json")  # strings: pathlib costs more than the read
         try:
-            records.append(read_record(path))
+            records.append(read_record(path, run_dir))
         except ResultError as exc:
             if broken is None:
                 raise
-            broken.append(Broken(cell_id, path, safefile.quote(str(exc).removeprefix(f"{path}: "),
+            broken.append(Broken(cell_id, path, reading.quote(str(exc).removeprefix(f"{path}: "),
                                                                     MAX_REASON_CHARS)))
     return records
 
@@ -241,21 +220,23 @@ def read_run_file(run_dir: Path) -> dict:
     if not os.path.lexists(run_file):
         raise ResultError(f"{run_dir} is not a RUN folder: it has no run.json")
     try:
-        run = safefile.parse_json(safefile.read_regular(run_file, MAX_RECORD_BYTES, contained=True), str(run_file))
-    except safefile.Refused as exc:
+        run = reading.parse_json(reading.read_regular(run_file, MAX_RECORD_BYTES, root=run_dir), str(run_file))
+    except reading.Refused as exc:
         raise ResultError(f"{run_file} cannot be read: {exc.detail}") from None
     schemas.check("run", run, str(run_file))
     return run
 
 
-def read_record(path: Path) -> dict:
-    """One CELL record, read like a RESULT (bounded, strict, no links) and validated; ResultError says why not.
+def read_record(path: Path, root: Path | None = None) -> dict:
+    """One CELL record, read like a RESULT (bounded, strict, no link beneath ``root``: by default its own
+    folder) and validated; ResultError says why not.
 
     Plausibility is judged once, when the CELL ends (judge); a record is not re-judged here.
     """
     try:
-        record = safefile.parse_json(safefile.read_regular(path, MAX_RECORD_BYTES, contained=True), str(path))
-    except safefile.Refused as exc:
+        record = reading.parse_json(reading.read_regular(path, MAX_RECORD_BYTES, root=root, contained=True),
+                                    str(path))
+    except reading.Refused as exc:
         raise ResultError(f"{path}: {exc.detail}") from None
     schemas.check("record", record, str(path))
     if record["status"] == "ok" and record["result"] is None:

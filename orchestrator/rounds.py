@@ -9,16 +9,19 @@ files was cut short and runs again; so a RUN killed at any point resumes where i
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from orchestrator import noise, sampling
+from orchestrator.errors import ResultError
+from orchestrator.files import beneath, reading, writing
 from orchestrator.plan import Cell
-from orchestrator.results import write_json_atomic, write_record
+from orchestrator.results import read_record, write_record
+
+MAX_BATCH_BYTES = 1 << 20  # batch.json: round, position, session, noise and frequency of one batch
 
 RunBatch = Callable[[Cell, int, Path], dict]  # (cell, repetitions, batch folder) -> that batch's record
 
@@ -31,37 +34,58 @@ class Batch:
     record: dict
 
 
+def _record(folder: Path, run_dir: Path) -> dict | None:
+    """A CELL's (or batch's) record.json, bounded and validated, read beneath the RUN folder; None if unreadable."""
+    try:
+        return read_record(folder / "record.json", run_dir)
+    except ResultError:
+        return None
+
+
+def _batch_meta(path: Path, run_dir: Path) -> dict | None:
+    try:
+        meta = reading.parse_json(reading.read_regular(path / "batch.json", MAX_BATCH_BYTES, root=run_dir),
+                                  str(path / "batch.json"))
+    except reading.Refused:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def cell_done(cell_dir: Path) -> bool:
     """Whether a CELL has an ok record whose sampling is complete (a record without sampling: ok is enough)."""
+    record = _record(cell_dir, cell_dir.parent.parent)  # <run>/cells/<cell-id>
+    return record is not None and record["status"] == "ok" and (record.get("sampling") or {}).get("complete", True)
+
+
+def _folders(folder: Path) -> list[Path]:
+    """The real sub-folders of ``folder`` (links are not followed, and not listed)."""
     try:
-        record = json.loads((cell_dir / "record.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return record.get("status") == "ok" and (record.get("sampling") or {}).get("complete", True)
+        return [Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def load_batches(cell_dir: Path) -> list[Batch]:
-    """The finished batches of a CELL in batch order; folders of batches cut short are removed."""
+    """The finished batches of a CELL in batch order; folders of batches cut short (or unreadable) are removed."""
     found = []
-    folder = cell_dir / "batches"
-    for path in sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)) \
-            if folder.is_dir() else []:
-        try:
-            found.append(Batch(json.loads((path / "batch.json").read_text()),
-                               json.loads((path / "record.json").read_text())))
-        except (OSError, ValueError):
-            shutil.rmtree(path, ignore_errors=True)
+    folders = [p for p in _folders(cell_dir / "batches") if p.name.isdigit() and len(p.name) < 10]
+    for path in sorted(folders, key=lambda p: int(p.name)):
+        meta, record = _batch_meta(path, cell_dir.parent.parent), _record(path, cell_dir.parent.parent)
+        if meta is None or record is None:
+            beneath.remove(path)
+            continue
+        found.append(Batch(meta, record))
     return found
 
 
 def last_position(cells_dir: Path, key: str = "position") -> int:
     """The highest position (or round) of any finished batch of the RUN (0 before the first)."""
     found = 0
-    for path in cells_dir.glob("*/batches/*/batch.json") if cells_dir.is_dir() else []:
-        try:
-            found = max(found, int(json.loads(path.read_text())[key]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+    for cell_dir in _folders(cells_dir):
+        for batch in _folders(cell_dir / "batches"):
+            value = (_batch_meta(batch, cells_dir.parent) or {}).get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                found = max(found, value)
     return found
 
 
@@ -76,13 +100,10 @@ def prepare(cells: tuple[Cell, ...], cells_dir: Path) -> tuple[set[str], dict[st
         if cell_done(cell_dir):
             done.add(cell.cell_id)
             continue
-        try:
-            old = json.loads((cell_dir / "record.json").read_text())
-        except (OSError, ValueError):
-            old = None
-        if old is not None and old.get("status") != "ok":
-            cleared.append({"cell_id": cell.cell_id, "status": old.get("status"), "reason": old.get("reason")})
-            shutil.rmtree(cell_dir, ignore_errors=True)
+        old = _record(cell_dir, cells_dir.parent)
+        if old is not None and old["status"] != "ok":
+            cleared.append({"cell_id": cell.cell_id, "status": old["status"], "reason": old["reason"]})
+            beneath.remove(cell_dir)
         batches[cell.cell_id] = load_batches(cell_dir)
     return done, batches, cleared
 
@@ -96,6 +117,7 @@ def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Pat
     ``on_batch`` hears of each finished batch; CELLs whose old not-ok record was cleared go to ``cleared_to``.
     """
     by_id = {c.cell_id: c for c in cells}
+    run_dir = cells_dir.parent
     done, batches, cleared = prepare(cells, cells_dir)
     if cleared_to is not None:
         cleared_to.extend(cleared)
@@ -113,7 +135,8 @@ def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Pat
         nonlocal position, number, total
         cell, k = by_id[cid], len(batches[cid]) + 1
         folder = cells_dir / cid / "batches" / str(k)
-        shutil.rmtree(folder, ignore_errors=True)
+        beneath.remove(folder)
+        beneath.ensure_folder(run_dir, folder)  # a link on the way is refused, never written through
         cpus = tuple(cpus_of(cell))
         number += 1
         total = max(total, number)
@@ -124,13 +147,13 @@ def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Pat
         meta = {"batch": k, "round": round_number, "position": position, "session": session,
                 "noise": noise.assess(watch.before, watch.after, cpus, record["outside"]["cpu_seconds"]),
                 "frequency": noise.frequency(watch.mhz, watch.source, cpus, advertised)}
-        write_json_atomic(folder / "batch.json", meta)
+        writing.write_json(folder / "batch.json", meta, run_dir)
         position += 1
         batches[cid].append(Batch(meta, record))
         # complete as soon as it is known: its rounds are run and no top-up is due (or a batch failed)
         complete = failed(cid) or (len(batches[cid]) >= policy.rounds and not _wants_more(batches[cid], policy))
         merged = sampling.combine([(b.meta, b.record) for b in batches[cid]], policy, complete=complete)
-        write_record(cells_dir / cid / "record.json", merged)
+        write_record(cells_dir / cid / "record.json", merged, run_dir)
         on_batch({"cell_id": cid, "batch": k, "round": round_number, "position": meta["position"],
                   "status": record["status"]})
         progress.cell_finished(number, total, cell, merged, time.monotonic() - started)
@@ -157,11 +180,11 @@ def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Pat
     for cell in cells:
         path = cells_dir / cell.cell_id / "record.json"
         if cell.cell_id in done or cell_done(path.parent):
-            finals[cell.cell_id] = json.loads(path.read_text())
+            finals[cell.cell_id] = read_record(path, run_dir)
         elif batches[cell.cell_id] and not cell_done(path.parent):
             finals[cell.cell_id] = sampling.combine([(b.meta, b.record) for b in batches[cell.cell_id]], policy,
                                                     complete=True)
-            write_record(path, finals[cell.cell_id])
+            write_record(path, finals[cell.cell_id], run_dir)
     return finals
 
 

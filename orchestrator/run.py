@@ -19,7 +19,8 @@ from orchestrator.errors import ImageBuildError, ResultError, UsageError
 from orchestrator.matrix import Matrix
 from orchestrator.progress import events_for
 from orchestrator.record import CellSettings
-from orchestrator.results import CellStatus, write_json_atomic
+from orchestrator.results import CellStatus
+from orchestrator.files import writing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,15 +91,15 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
     policy = sampling.Sampling.from_matrix(matrix, seed)
     record["sampling"] = {**policy.to_json(), "seed_source": seed_source}
     session = resume.new_session(record, resumed=resume_run is not None)
-    write_json_atomic(run_dir / "run.json", record)
+    writing.write_json(run_dir / "run.json", record)
     try:
         built, unbuilt = _build_images(docker, cells, logs_dir, progress, record)
         prepared = _prepare_models(docker, cells, logs_dir, progress, record)
         eval_ids = _prepare_texts(docker, cells, prepared, logs_dir, progress, record)
-        write_json_atomic(run_dir / "run.json", record)
+        writing.write_json(run_dir / "run.json", record)
         smoked = _smoke(docker, docker_info, run_id, cells, built, unbuilt, prepared, matrix, topology, host,
                         run_dir, progress, record)
-        write_json_atomic(run_dir / "run.json", record)
+        writing.write_json(run_dir / "run.json", record)
 
         def run_batch(cell: plan.Cell, repetitions: int, folder: Path) -> dict:
             settings = CellSettings(run_id, cell, built[cell.engine], prepared[(cell.model, cell.format)],

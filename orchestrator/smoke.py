@@ -20,7 +20,8 @@ from orchestrator import plan, record
 from orchestrator.dockerapi import Exit
 from orchestrator.matrix import Workload
 from orchestrator.record import CellSettings, Judged
-from orchestrator.results import CellStatus, write_json_atomic, write_record
+from orchestrator.results import CellStatus, write_record
+from orchestrator.files import writing
 
 # The smoke job: short enough to take seconds, long enough to run prefill and decode kernels.
 SMOKE_WORKLOAD = Workload(name="smoke", prompt="Once upon a time", gen_tokens=4, prompt_tokens=8)
@@ -132,7 +133,7 @@ def check(run_cell: Callable[[CellSettings, Path], dict], base: CellSettings, ce
             continue
         outcomes[key] = Outcome(cell.engine, cell.format, True, None, False, str(folder))
         if status is CellStatus.OK:
-            write_json_atomic(marker, {"image": {"tag": image.tag, "id": image.id}, "cpu": cpu_identity(host),
+            writing.write_json(marker, {"image": {"tag": image.tag, "id": image.id}, "cpu": cpu_identity(host),
                                        "model_sha256": model.sha256, "record": str(folder / "record.json")})
             progress("    ok")
         else:

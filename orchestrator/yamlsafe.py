@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator import safefile
+from orchestrator.files import reading
 from orchestrator.errors import InputError, Problem
 
 MAX_BYTES = 1 << 20  # 1 MiB; the largest MATRIX in matrices/ is under 4 KiB
@@ -52,8 +52,8 @@ class Document:
 def read(path: str | Path, what: str = "a YAML file") -> bytes:
     """The bytes of a YAML file the user named: a regular file of at most MAX_BYTES."""
     try:
-        return safefile.read_regular(Path(path), MAX_BYTES)
-    except safefile.Refused as exc:
+        return reading.read_regular(Path(path), MAX_BYTES)
+    except reading.Refused as exc:
         raise InputError(str(path), [Problem(str(path), "", None, f"cannot read the file: {exc.detail}",
                                              f"{what} of at most {MAX_BYTES // 1024} KiB")]) from None
 
@@ -87,7 +87,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     """PyYAML's context and problem, e.g. 'expected a single document in the stream, but found another document'."""
     parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
     text = ", ".join(p for p in parts if p) or str(exc)
-    return safefile.quote(text, 300)
+    return reading.quote(text, 300)
 
 
 def _decode(raw: bytes | str, source: str) -> str:
@@ -180,7 +180,7 @@ class _Checker:
 
     def tag(self, node) -> None:
         short = node.tag.rsplit(":", 1)[-1]
-        value = safefile.quote(str(node.value), 40) if isinstance(node, yaml.ScalarNode) else "(a list or mapping)"
+        value = reading.quote(str(node.value), 40) if isinstance(node, yaml.ScalarNode) else "(a list or mapping)"
         self.add(node, f"the value {value!r} is read as YAML type {node.tag!r}, "
                  f"which JSON cannot hold", _NOT_JSON_HINT.get(short, "strings, numbers, booleans, null, lists and "
                                                                    "mappings"))
@@ -194,12 +194,12 @@ class _Checker:
                 continue
             if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
                 value = key.value if isinstance(key, yaml.ScalarNode) else "(a list or mapping)"
-                self.add(key, f"the key {safefile.quote(str(value), 40)!r} is not a string "
+                self.add(key, f"the key {reading.quote(str(value), 40)!r} is not a string "
                          f"(YAML reads it as {key.tag.rsplit(':', 1)[-1]})", "keys that are strings; quote it")
                 continue
             line = key.start_mark.line + 1
             if key.value in seen:
-                self.add(key, f"the key {safefile.quote(key.value, 40)!r} appears twice in one mapping: at line "
+                self.add(key, f"the key {reading.quote(key.value, 40)!r} appears twice in one mapping: at line "
                          f"{seen[key.value]} and line {line}", "each key once per mapping")
             else:
                 seen[key.value] = line

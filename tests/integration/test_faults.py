@@ -25,7 +25,8 @@ import pytest
 from orchestrator import catalogue, cgroup, dockerapi, images, locks, matrix, models, schemas
 from orchestrator.catalogue import FORMAT_FILES
 from orchestrator.errors import ResultError
-from orchestrator.results import read_run, write_json_atomic
+from orchestrator.results import read_run
+from orchestrator.files import writing
 from orchestrator.run import execute_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def make_fake_store(root: Path) -> Path:
             path.write_bytes(b"stand-in for " + fmt.encode())
         files[fmt] = {"path": FORMAT_FILES[fmt], "sha256": models.sha256_of(path), "size": 1, "tool": "test stand-in",
                       "parent": None}
-    write_json_atomic(folder / "manifest.json", {"schema_version": 1, "files": files})
+    writing.write_json(folder / "manifest.json", {"schema_version": 1, "files": files})
     return root
 
 

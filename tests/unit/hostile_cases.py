@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator import cli
-from orchestrator.results import judge, write_json_atomic
+from orchestrator.results import judge
+from orchestrator.files import writing
 from tests.conftest import GOOD_MATRIX
 from tests.unit.records import record
 
@@ -327,9 +328,9 @@ def write_run(folder: Path) -> Path:
            "host": {"fingerprint": "f", "machine": "x86_64", "kernel": "6.8", "cpu": {"brand": "test", "logical_cpus": 4},
                     "frequency": {"ghz": 2.0, "source": "test"}, "cgroup_version": 2, "docker": {"version": "28.0"}}}
     run_dir = folder / "run"
-    write_json_atomic(run_dir / "run.json", run)
+    writing.write_json(run_dir / "run.json", run)
     for cell_id in IDS:
-        write_json_atomic(run_dir / "cells" / cell_id / "record.json", record(cell_id))
+        writing.write_json(run_dir / "cells" / cell_id / "record.json", record(cell_id))
     return run_dir
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator import combine, merge, schemas
 from orchestrator.errors import UsageError
-from orchestrator.results import write_json_atomic
+from orchestrator.files import writing
 from tests.unit.records import record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,11 +54,11 @@ def write_run(folder, run_id, machine, records, shard=None):
            "shard": shard, "ci": {"provider": "github-actions", "runner_name": f"runner-{arch}-{run_id[-1]}"}}
     assert schemas.problems("run", run) == []
     run_dir = folder / run_id
-    write_json_atomic(run_dir / "run.json", run)
+    writing.write_json(run_dir / "run.json", run)
     for rec in records:
         rec = {**rec, "run_id": run_id}
         assert schemas.problems("record", rec) == []
-        write_json_atomic(run_dir / "cells" / rec["cell_id"] / "record.json", rec)
+        writing.write_json(run_dir / "cells" / rec["cell_id"] / "record.json", rec)
     return run_dir
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
+from orchestrator.files.locking import Lock
 
 from orchestrator import catalogue, locks, models
 from orchestrator.dockerapi import Exit
@@ -97,8 +97,8 @@ def test_ctrl_c_while_a_tool_runs_leaves_nothing_half_made_in_the_store(tmp_path
     folder = models.folder(catalogue.get(MODEL), store)
     assert sorted(p.name for p in folder.iterdir()) == []  # no work folders, no manifest, no model files
     assert models.lookup(catalogue.get(MODEL), "gguf-f32", store) is None
-    lock = FileLock(folder.with_name(folder.name + ".lock"))
-    lock.acquire(timeout=0)  # released
+    lock = Lock(folder.with_name(folder.name + ".lock"))
+    assert lock.acquire()  # released
     lock.release()
     done = prepare(store, tmp_path / "calls.txt", ["gguf-f32"])  # and the next try makes it whole
     assert models.verify(folder) == [] and done["gguf-f32"].size == 4000
@@ -135,7 +135,7 @@ def test_a_second_process_waits_for_the_lock_and_says_so(tmp_path, monkeypatch):
 
 
 def _release_later(path, holding):
-    lock = locks.FileLock(path)
+    lock = Lock(path)
     lock.acquire()
     holding.set()
     time.sleep(1.0)

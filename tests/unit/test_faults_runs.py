@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator import locks
 from orchestrator.errors import ResultError
-from orchestrator.results import write_json_atomic
+from orchestrator.files import writing
 
 RUNNING = {"run_id": "20261129T220000Z-abcdef", "status": "running", "error": None}
 
@@ -26,7 +26,7 @@ def test_a_run_folder_has_one_writer(tmp_path):
 
 def _own_and_die(run_dir):
     locks.RunOwner(run_dir)
-    write_json_atomic(run_dir / "run.json", RUNNING)
+    writing.write_json(run_dir / "run.json", RUNNING)
     (run_dir / ".run.json.x1y2.tmp").write_text('{"half')  # killed in the middle of an atomic write
     os._exit(9)  # no clean-up of any kind, like kill -9
 
@@ -50,7 +50,7 @@ def test_a_run_whose_process_died_is_settled_as_interrupted(tmp_path):
 
 def test_a_live_run_is_never_settled(tmp_path):
     owner = locks.RunOwner(tmp_path)
-    write_json_atomic(tmp_path / "run.json", RUNNING)
+    writing.write_json(tmp_path / "run.json", RUNNING)
     assert locks.settle(tmp_path)["status"] == "running"
     assert locks.settle_all(tmp_path.parent) == []
     owner.release()
@@ -60,20 +60,20 @@ def test_a_live_run_is_never_settled(tmp_path):
 def test_a_full_disk_at_the_end_still_gets_the_final_run_json_through_the_reserve(tmp_path, monkeypatch):
     owner = locks.RunOwner(tmp_path)
     assert (tmp_path / locks.RESERVE).stat().st_size == locks.RESERVE_BYTES
-    real = locks.write_json_atomic
+    real = locks.writing.write_json
     full = {"left": 1}
 
-    def write(path, document):  # simulated: the first write finds no room (ENOSPC at the write layer)
+    def write(path, document, root=None):  # simulated: the first write finds no room (ENOSPC at the write layer)
         if full["left"] and (tmp_path / locks.RESERVE).exists():
             full["left"] -= 1
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real(path, document)
+        real(path, document, root)
 
-    monkeypatch.setattr(locks, "write_json_atomic", write)
+    monkeypatch.setattr(locks.writing, "write_json", write)
     owner.write_run({**RUNNING, "status": "failed"})
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
     assert not (tmp_path / locks.RESERVE).exists()
-    monkeypatch.setattr(locks, "write_json_atomic", lambda path, document: (_ for _ in ()).throw(
+    monkeypatch.setattr(locks.writing, "write_json", lambda path, document, root=None: (_ for _ in ()).throw(
         OSError(errno.ENOSPC, "No space left on device", str(path))))
     with pytest.raises(OSError) as caught:  # no reserve left: the error goes up, the old file stays whole
         owner.write_run(RUNNING)
@@ -83,16 +83,16 @@ def test_a_full_disk_at_the_end_still_gets_the_final_run_json_through_the_reserv
 
 
 def test_a_run_from_a_version_without_an_owner_record_is_left_as_it_is(tmp_path):
-    write_json_atomic(tmp_path / "run.json", RUNNING)  # no owner.json: nothing tells whether it still runs
+    writing.write_json(tmp_path / "run.json", RUNNING)  # no owner.json: nothing tells whether it still runs
     assert locks.settle(tmp_path)["status"] == "running"
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "running"
 
 
 def test_a_disk_too_full_to_start_a_run_is_refused_with_a_clear_message(tmp_path, monkeypatch):
-    def full(path, document):  # simulated ENOSPC at the write layer
+    def full(path, document, root=None):  # simulated ENOSPC at the write layer
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(locks, "write_json_atomic", full)
+    monkeypatch.setattr(locks.writing, "write_json", full)
     with pytest.raises(ResultError, match="the results disk is full .*nothing was run") as caught:
         locks.RunOwner(tmp_path)
     assert caught.value.exit_code == 5

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import execute, safefile
+from orchestrator import execute
+from orchestrator.files import reading
 from orchestrator.dockerapi import Exit
-from orchestrator.results import MAX_REASON_CHARS, judge, plausibility_problems, quote_log, write_json_atomic
+from orchestrator.results import MAX_REASON_CHARS, judge, plausibility_problems, quote_log
+from orchestrator.files import writing
 from tests.unit.hostile_cases import JOB, RESULT_CASES, result_outcome, valid_result
 from tests.unit.test_execute import INFO, good_result, settings
 
@@ -43,9 +45,9 @@ def test_plausibility_tolerances_accept_what_real_runners_write():
 
 def test_strict_json_only_is_written(tmp_path):
     target = tmp_path / "record.json"
-    write_json_atomic(target, {"a": 1})
+    writing.write_json(target, {"a": 1})
     with pytest.raises(ValueError):
-        write_json_atomic(target, {"a": float("nan")})
+        writing.write_json(target, {"a": float("nan")})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
 
@@ -88,5 +90,5 @@ def test_a_good_cell_still_ends_ok(tmp_path):
 def test_refused_files_are_never_opened_for_reading_past_the_limit(tmp_path):
     big = tmp_path / "result.json"
     big.write_bytes(b"x" * 2048)
-    with pytest.raises(safefile.Refused, match="more than the limit of 1024 bytes"):
-        safefile.read_regular(big, 1024, contained=True)
+    with pytest.raises(reading.Refused, match="more than the limit of 1024 bytes"):
+        reading.read_regular(big, 1024, contained=True)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from orchestrator.results import CellStatus, consistency_problems, judge, write_json_atomic
+from orchestrator.results import CellStatus, consistency_problems, judge
+from orchestrator.files import writing
 
 from tests.unit.records import per_thread, record
 
@@ -84,16 +85,16 @@ def test_consistency_checks():
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     target = tmp_path / "sub" / "record.json"
-    write_json_atomic(target, {"a": 1})
-    write_json_atomic(target, {"a": 2})
+    writing.write_json(target, {"a": 1})
+    writing.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in target.parent.iterdir()] == ["record.json"]
 
 
 def test_atomic_write_keeps_the_old_file_when_serialising_fails(tmp_path):
     target = tmp_path / "record.json"
-    write_json_atomic(target, {"a": 1})
+    writing.write_json(target, {"a": 1})
     with pytest.raises(TypeError):
-        write_json_atomic(target, {"a": object()})
+        writing.write_json(target, {"a": object()})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]

@@ -4,7 +4,7 @@ import pytest
 
 from orchestrator import matrix, resume
 from orchestrator.errors import UsageError
-from orchestrator.results import write_json_atomic
+from orchestrator.files import writing
 from tests.unit.runfolder import RUN_ID, made_up_records, run_document
 
 TEXT = ("version: 1\nengines: [{name: llama.cpp}]\nmodels: [{id: tinystories-15m, formats: [gguf-f32]}]\n"
@@ -46,9 +46,9 @@ def test_a_finished_run_with_every_cell_ok_has_nothing_to_resume(tmp_path):
     records = made_up_records()[:1]
     doc = {**run_document(records), "matrix": {"path": "m.yaml", "text": TEXT, "expanded": []},
            "counts": {"ok": 1, "oom": 0}}
-    write_json_atomic(tmp_path / "run.json", doc)
+    writing.write_json(tmp_path / "run.json", doc)
     with pytest.raises(UsageError, match="nothing to resume"):
         resume.load(tmp_path)
-    write_json_atomic(tmp_path / "run.json", {**doc, "status": "interrupted"})
+    writing.write_json(tmp_path / "run.json", {**doc, "status": "interrupted"})
     run, loaded, shard = resume.load(tmp_path)
     assert run["run_id"] == RUN_ID and loaded.threads == (1,) and shard is None

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from orchestrator import safefile
+from orchestrator.files import reading
 from tests.unit.records import record
 
 HOSTILE = ['{"a":1}', "[1e999]", "[-1e999]", "[1e308, 1e308]", '{"a":1,"a":2}', "[" * 32 + "]" * 32,
@@ -19,34 +19,34 @@ HOSTILE = ['{"a":1}', "[1e999]", "[-1e999]", "[1e308, 1e308]", '{"a":1,"a":2}', 
 def strict(text: str):
     """The strict path alone: the parse_json hooks and shape_problem, no fast path."""
     try:
-        document = json.loads(text, parse_constant=safefile._no_constant, parse_float=safefile._finite_float,
-                              parse_int=safefile._bounded_int, object_pairs_hook=safefile._no_duplicates)
+        document = json.loads(text, parse_constant=reading._no_constant, parse_float=reading._finite_float,
+                              parse_int=reading._bounded_int, object_pairs_hook=reading._no_duplicates)
     except (ValueError, RecursionError):
-        return safefile._UNSURE
-    return safefile._UNSURE if safefile.shape_problem(document) else document
+        return reading._UNSURE
+    return reading._UNSURE if reading.shape_problem(document) else document
 
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_fast_path_never_accepts_what_the_strict_path_refuses(text):
-    fast = safefile._parse_plainly_safe(text)
+    fast = reading._parse_plainly_safe(text)
     want = strict(text)
-    if fast is not safefile._UNSURE:
-        assert want is not safefile._UNSURE and fast == want
-    if want is safefile._UNSURE:
-        with pytest.raises(safefile.Refused):
-            safefile.parse_json(text.encode(), "t")
+    if fast is not reading._UNSURE:
+        assert want is not reading._UNSURE and fast == want
+    if want is reading._UNSURE:
+        with pytest.raises(reading.Refused):
+            reading.parse_json(text.encode(), "t")
 
 
 def test_a_real_shaped_record_takes_the_fast_path():
     rec = record(decode=(0.3, 0.31, 0.29))
     text = json.dumps(rec)
-    assert safefile._parse_plainly_safe(text) == rec == safefile.parse_json(text.encode(), "t")
+    assert reading._parse_plainly_safe(text) == rec == reading.parse_json(text.encode(), "t")
 
 
 def test_huge_numbers_go_the_strict_way_and_are_still_read():
     # orjson reads integers beyond 64 bits as floats: any float that large is left to the strict path.
-    assert safefile._parse_plainly_safe("[1e308, 1e308]") is safefile._UNSURE
-    assert safefile.parse_json(b"[1e308, 1e308]", "t") == [1e308, 1e308]
+    assert reading._parse_plainly_safe("[1e308, 1e308]") is reading._UNSURE
+    assert reading.parse_json(b"[1e308, 1e308]", "t") == [1e308, 1e308]
     assert not math.isfinite(sum([1e308, 1e308]))
 
 
@@ -54,7 +54,7 @@ def test_huge_numbers_go_the_strict_way_and_are_still_read():
                                   '\ufeff{"a": 1}', '{"a"\n:\t1, "b" :2}', '[1, 2, 3,]', "[01]", '{"a":1}x',
                                   '"\\u0000"', '"tab\there"', '[1.0e-400]', "[-0.0]", "[18446744073709551615]"])
 def test_duplicates_bom_and_other_edges_agree_with_the_strict_path(text):
-    fast = safefile._parse_plainly_safe(text)
+    fast = reading._parse_plainly_safe(text)
     want = strict(text)
-    if fast is not safefile._UNSURE:
-        assert want is not safefile._UNSURE and fast == want
+    if fast is not reading._UNSURE:
+        assert want is not reading._UNSURE and fast == want

@@ -1,15 +1,15 @@
-"""Read files another party may have planted: regular files only, bounded, never followed out of their folder.
+"""Read files another party may have planted: regular files only, bounded, never followed out of their root.
 
-A CELL's container writes its output folder as it likes, and the orchestrator reads it
-on the host (often as root). So a RESULT is opened relative to its folder with
-``O_NOFOLLOW`` (a symlink is refused, never followed), must be a regular file with one
-link (not a FIFO, device, socket or directory, not a hard link to something else), is
-read up to a stated size, and is parsed as strict JSON within stated limits.
+A CELL's container writes its output folder as it likes, a colleague's RUN folder or
+bundle holds what they put there, and the orchestrator reads them on the host (often as
+root). So such a file is opened beneath its root without following any link
+(beneath.py), must be a regular file with one link (not a FIFO, device, socket or
+directory, not a hard link to something else), is read up to a stated size, and is
+parsed as strict JSON within stated limits (``read_json`` adds a schema check).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -17,7 +17,8 @@ import re
 import stat
 from pathlib import Path
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.files import beneath
+from orchestrator.files.beneath import Refused
 
 MAX_JSON_DEPTH = 32  # nesting of arrays/objects; a RESULT needs 5, a record 7
 MAX_INT_DIGITS = 19  # anything longer is beyond int64 and no measured quantity
@@ -28,48 +29,44 @@ _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a 
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFLNK: "a symbolic link"}
 
 
-class Refused(OrchestratorError):
-    """A file was not read, or not parsed, because it is unsafe or malformed; says why."""
-
-    exit_code = 5
-
-    def __init__(self, where: str, detail: str):
-        self.where = where
-        self.detail = detail
-        super().__init__(f"{where}: {detail}")
-
-
 def quote(text: str, limit: int = QUOTE_CHARS) -> str:
     """``text`` cut to ``limit`` characters, saying how much was left out."""
     return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
-def read_regular(path: Path, limit: int, *, contained: bool = False) -> bytes:
+def read_regular(path: Path | str, limit: int, *, root: Path | str | None = None, contained: bool = False) -> bytes:
     """The bytes of the regular file ``path`` (at most ``limit``), or Refused saying why.
 
-    With ``contained``, ``path.name`` is opened inside the folder ``path.parent`` and
-    neither the folder nor the file may be a symbolic link: nothing is followed out.
+    With ``root``, every folder from ``root`` down to the file is opened without following
+    a link (beneath.py); with ``contained``, the file's own folder is the root. In both
+    cases the file itself may not be a link or have other hard links. Without either, the
+    path is the user's own choice and is followed as given.
     """
-    path = os.fspath(path)  # plain strings: pathlib costs more than the read for small files
-    folder, name = os.path.split(path)
-    nofollow = os.O_NOFOLLOW if contained else 0
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow  # NONBLOCK: a FIFO must not hang us
-    folder_fd = None
+    path = os.fspath(path)
+    guarded = contained or root is not None
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if guarded else 0)  # NONBLOCK: no FIFO hangs
     try:
-        if contained:
-            folder_fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        fd = os.open(name if contained else path, flags, dir_fd=folder_fd)
+        if guarded:
+            with beneath.folder_of(path, root) as (folder_fd, name):
+                fd = os.open(name, flags, dir_fd=folder_fd)
+        else:
+            fd = os.open(path, flags)
     except OSError as exc:
-        raise Refused(str(path), _open_problem(exc)) from None
+        raise Refused(str(path), beneath.open_problem(exc)) from None
+    try:
+        return read_open(fd, path, limit, guarded)
     finally:
-        if folder_fd is not None:
-            os.close(folder_fd)
+        os.close(fd)
+
+
+def read_open(fd: int, path: str, limit: int, guarded: bool = True) -> bytes:
+    """The bytes of an open descriptor that must be a regular file of at most ``limit`` bytes."""
     try:
         info = os.fstat(fd)
         kind = stat.S_IFMT(info.st_mode)
         if kind != stat.S_IFREG:
             raise Refused(str(path), f"it is {_KINDS.get(kind, 'not a regular file')}, not a regular file")
-        if contained and info.st_nlink > 1:
+        if guarded and info.st_nlink > 1:
             raise Refused(str(path), f"it has {info.st_nlink} hard links: it may be another file's contents")
         if info.st_size > limit:
             raise Refused(str(path), f"it is {info.st_size} bytes, more than the limit of {limit} bytes")
@@ -85,18 +82,6 @@ def read_regular(path: Path, limit: int, *, contained: bool = False) -> bytes:
         return b"".join(chunks)
     except OSError as exc:
         raise Refused(str(path), f"cannot read it: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-
-
-def _open_problem(exc: OSError) -> str:
-    if exc.errno == errno.ELOOP:
-        return "it is a symbolic link (or its folder is); links are never followed out of a folder"
-    if exc.errno == errno.ENOTDIR:
-        return "its folder is a symbolic link or not a folder; links are never followed out of a folder"
-    if exc.errno == errno.ENOENT:
-        return "it does not exist"
-    return f"cannot open it: {exc.strerror}"
 
 
 def parse_json(raw: bytes, what: str):
