@@ -25,6 +25,7 @@ from typing import Callable
 
 from orchestrator import __version__, rundata
 from orchestrator.errors import OrchestratorError, ResultError
+from orchestrator.files import archive, beneath, names, reading
 
 BUNDLE_VERSION = 1
 SUFFIX = ".orchestrate.tar.gz"
@@ -177,33 +178,81 @@ def _add_images(tar: tarfile.TarFile, run: rundata.Run, scratch: Path, progress:
             archive.unlink(missing_ok=True)
 
 
-def extract(bundle: Path, target: Path) -> Path:
-    """Unpack a bundle into ``target`` (regular files and folders only, nothing outside it)."""
+# What a bundle may hold when it is unpacked (files/archive.py checks each before and while unpacking).
+# Records: a RUN has at most bounds.MAX_CELLS CELLs, each record at most results.MAX_RECORD_BYTES.
+MAX_MEMBERS = 20_000  # records of 10,000 CELLs, model manifests and files, image archives
+MAX_DOCUMENT_BYTES = 64 * 2**20  # bundle.json, matrix.yaml, host.json, run.json, one record, one manifest
+RECORDS_CAPS = archive.Caps(members=MAX_MEMBERS, member_bytes=MAX_DOCUMENT_BYTES, total_bytes=2 * 2**30,
+                            stream_bytes=4 * 2**30)
+# With --with-images / --with-models: an IMAGE archive (`docker save`) of the PyTorch images is about 3.6 GB.
+FULL_CAPS = archive.Caps(members=MAX_MEMBERS, member_bytes=64 * 2**30, total_bytes=256 * 2**30,
+                         stream_bytes=256 * 2**30)
+MAX_BUNDLE_JSON_BYTES = 16 * 2**20
+
+
+class _Layout:
+    """The members a bundle may have, in the order ``write`` puts them: documents, then models, then images.
+
+    ``records_only`` stops at the first model or image (``compare`` needs nothing after them).
+    """
+
+    def __init__(self, records_only: bool):
+        self.records_only = records_only
+        self.payload = False
+
+    def __call__(self, name: str) -> str:
+        parts = name.split("/")
+        top = parts[0]
+        if top in ("models", "images"):
+            if not (top == "images" and len(parts) == 2 and name.endswith(".tar")) and not \
+                    (top == "models" and len(parts) >= 2):
+                raise BundleError(f"the bundle holds {names.shown(name)}, which is not where a bundle keeps "
+                                  "models or images")
+            self.payload = True
+            return "stop" if self.records_only else "keep"
+        if self.payload:
+            raise BundleError(f"the bundle holds {names.shown(name)} after its models or images; a bundle keeps "
+                              "bundle.json, matrix.yaml, host.json and run/ first")
+        if name in ("bundle.json", "matrix.yaml", "host.json", "run", "run/run.json", "run/cells") or (
+                len(parts) in (3, 4) and parts[:2] == ["run", "cells"] and parts[3:] in ([], ["record.json"])):
+            return "keep"
+        raise BundleError(f"the bundle holds {names.shown(name)}, which is no part of a bundle")
+
+
+def extract(bundle: Path, target: Path, records_only: bool = False) -> Path:
+    """Unpack a bundle into the new folder ``target`` within the caps above (regular files and folders only,
+    nothing outside it, the layout of ``write``); with ``records_only`` the models and images are not unpacked."""
     bundle = Path(bundle)
-    if not bundle.is_file():
-        raise BundleError(f"{bundle} is not a file")
     try:
-        with tarfile.open(bundle, "r:gz") as tar:
-            for member in tar.getmembers():
-                if not (member.isfile() or member.isdir()):
-                    raise BundleError(f"{bundle}: {member.name} is not a regular file; refused")
-            tar.extractall(target, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BundleError(f"{bundle} is not a readable bundle: {exc}") from None
+        archive.unpack(bundle, target, RECORDS_CAPS if records_only else FULL_CAPS, _Layout(records_only))
+    except archive.ArchiveRefused as exc:
+        raise BundleError(f"{bundle} refused: {exc.detail}") from None
+    except BundleError as exc:
+        raise BundleError(f"{bundle} refused: {exc}") from None
     if not (target / "bundle.json").is_file() or not (target / "run" / "run.json").is_file():
+        beneath.remove(target)
         raise BundleError(f"{bundle} is not a bundle: no bundle.json or run/run.json in it")
     return target
 
 
 def read_manifest(folder: Path) -> dict:
-    """bundle.json of an extracted bundle; refuses a newer bundle version."""
+    """bundle.json of an extracted bundle: bounded, strict and schema-checked (schemas/bundle.schema.json);
+    refuses a newer bundle version and IMAGE folders this checkout does not have."""
     try:
-        document = json.loads((Path(folder) / "bundle.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"bundle.json cannot be read: {exc}") from None
-    version = document.get("bundle_version")
-    if not isinstance(version, int) or version > BUNDLE_VERSION:
-        raise BundleError(f"bundle version {version!r} is not one this orchestrator reads (up to {BUNDLE_VERSION})")
+        document = reading.read_json(Path(folder) / "bundle.json", MAX_BUNDLE_JSON_BYTES, "bundle", root=folder)
+    except reading.Refused as exc:
+        raise BundleError(f"bundle.json cannot be read: {exc.detail}") from None
+    if document["bundle_version"] > BUNDLE_VERSION:
+        raise BundleError(f"bundle version {document['bundle_version']} is not one this orchestrator reads "
+                          f"(up to {BUNDLE_VERSION})")
+    from orchestrator import images
+
+    known = {p.parent.name for p in images.IMAGES_DIR.glob("*/Dockerfile")}
+    for engine, row in document["images"].items():
+        if row["image_dir"] not in known:
+            raise BundleError(f"bundle.json: images.{names.shown(engine)} names the IMAGE folder "
+                              f"{names.shown(row['image_dir'])}, which this checkout does not have "
+                              f"(it has {', '.join(sorted(known))})")
     return document
 
 
@@ -214,7 +263,8 @@ def open_run(path: Path, scratch: Path) -> rundata.Run:
         return rundata.load(path)
     if not path.is_file():
         raise ResultError(f"{path} is neither a RUN folder nor a bundle file")
-    folder = extract(path, Path(scratch) / f"bundle-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}")
+    folder = extract(path, Path(scratch) / f"bundle-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}",
+                     records_only=True)
     read_manifest(folder)
     run = rundata.load(folder / "run")
     return rundata.Run(run.info, run.cells, str(path))

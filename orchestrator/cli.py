@@ -197,6 +197,8 @@ def cmd_models(args) -> int:
             params = f"{row['parameters']:>13,} params" if row["parameters"] else f"{'downloaded':>20}"
             print(f"{row['id']:18} {params}  formats: {', '.join(row['formats'])}")
             print(f"{'':18} prepared: {', '.join(row['prepared']) or 'none'}  ({row['folder']})")
+            if row["problem"]:
+                print(f"{'':18} problem: {row['problem']}")
         return 0
     ids = args.ids or list(catalogue.load())
     if args.action == "prepare":
@@ -226,8 +228,7 @@ def cmd_models(args) -> int:
     if args.action == "remove":
         for model_id in ids:
             folder = models.folder(catalogue.get(model_id), root)
-            shutil.rmtree(folder, ignore_errors=True)
-            print(f"removed {folder}")
+            print(models.remove(folder))
         return 0
     raise UsageError(f"unknown models action {args.action}")
 

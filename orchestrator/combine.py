@@ -11,6 +11,7 @@ per-RUN statistics come from merge.py and the exporters from report.py, unchange
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,21 +59,44 @@ def machine_key(host: dict) -> str:
     return f"{host.get('machine') or 'unknown-arch'} {(host.get('cpu') or {}).get('brand') or 'unknown CPU'}"
 
 
+MAX_RUN_FOLDERS = 4096  # RUN folders found below the folders named (a shard each: 256 shards x 16 machines)
+MAX_FOLDERS_WALKED = 100_000  # folders looked at while searching for them
+
+
 def run_folders(paths: list[Path]) -> list[Path]:
-    """RUN folders named, or found below the folders named (downloaded artifacts), in a stable order."""
+    """RUN folders named, or found below the folders named (downloaded artifacts), in a stable order.
+
+    The search never follows a link (a planted link cannot lead it out of the folders named) and
+    looks at a bounded number of folders.
+    """
     found: list[Path] = []
     for path in map(Path, paths):
         if (path / "run.json").is_file():
             found.append(path)
             continue
-        below = sorted(p.parent for p in path.glob("**/run.json")) if path.is_dir() else []
+        below = _runs_below(path) if path.is_dir() else []
         if not below:
             raise ResultError(f"{path} is neither a RUN folder nor a folder holding RUN folders (no run.json)")
         found += below
+    if len(found) > MAX_RUN_FOLDERS:
+        raise ResultError(f"{len(found)} RUN folders found; a merge takes at most {MAX_RUN_FOLDERS}")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if len(unique) < len(found):
         raise UsageError("the same RUN folder was named twice")
     return unique
+
+
+def _runs_below(top: Path) -> list[Path]:
+    found, walked = [], 0
+    for folder, subfolders, files in os.walk(top, followlinks=False):
+        walked += 1
+        if walked > MAX_FOLDERS_WALKED:
+            raise ResultError(f"{top}: more than {MAX_FOLDERS_WALKED} folders below it; name the RUN folders instead")
+        if "run.json" in files:
+            found.append(Path(folder))
+            subfolders[:] = []  # a RUN folder's own folders hold no other RUN
+        subfolders.sort()
+    return sorted(found)
 
 
 def load(paths: list[Path]) -> list[Source]:
@@ -238,19 +262,20 @@ def write(merged: Merged, out: Path) -> dict[str, Path]:
     from orchestrator import htmlviews
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if os.path.lexists(out) and (out.is_symlink() or not out.is_dir()):
+        raise UsageError(f"{out} exists and is not a folder; merge into a new folder")
+    if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty; merge into a new folder")
-    tables = out / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
+    tables = writing.make_folder(out) / "tables"
     writing.write_json(out / "merge.json", {"schema_version": 1, "machines": merged.machines,
-                                           "refused": merged.refused, "missing": list(merged.missing)})
+                                           "refused": merged.refused, "missing": list(merged.missing)}, out)
     written = {"merge.json": out / "merge.json"}
     for name, frame in (("cells", merged.cells), ("repetitions", merged.repetitions)):
         for fmt, exporter in report.EXPORTERS.items():
             path = tables / f"{name}.{fmt}"
-            writing.write_text(path, markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame))
+            writing.write_text(path, markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame), out)
             written[f"{name}.{fmt}"] = path
-    writing.write_text(out / "report.html", htmlviews.merged_page(merged))
+    writing.write_text(out / "report.html", htmlviews.merged_page(merged), out)
     written["report.html"] = out / "report.html"
     return written
 

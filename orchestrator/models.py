@@ -8,7 +8,6 @@ decides the bytes, so a changed catalogue entry gets a new folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from orchestrator import catalogue, download, images, locks, wheel
 from orchestrator.catalogue import FORMAT_FILES, Entry
 from orchestrator.dockerapi import Docker, Mount
 from orchestrator.errors import ModelError
-from orchestrator.files import writing
+from orchestrator.files import beneath, digest, names, reading, writing
 
 QUANT_TYPES = {"gguf-f16": "F16", "gguf-q8_0": "Q8_0", "gguf-q4_0": "Q4_0"}
 # Tool containers never run as root: as the calling user, or as nobody when that is root.
@@ -57,29 +56,18 @@ class Prepared:
         return "/models/hf/tokenizer.json" if (self.folder / "hf" / "tokenizer.json").is_file() else None
 
 
-def sha256_of(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (path + content, sorted)."""
-    if path.is_dir():
-        return _folder_digest(member_hashes(path))
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+MAX_MANIFEST_BYTES = 16 * 2**20  # a manifest lists a handful of formats and their provenance
+
+
+def sha256_of(path: Path, root: Path | None = None) -> str:
+    """sha256 of a file, or of a folder's files (path + content, sorted); nothing below ``root`` (default: the
+    file's own folder) may be a link, and only regular files are read."""
+    return digest.sha256_of(path, root if root is not None else Path(path).parent)
 
 
 def member_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file below a folder, by relative path, in the order the folder hash uses."""
-    return {child.relative_to(folder).as_posix(): sha256_of(child)
-            for child in sorted(p for p in folder.rglob("*") if p.is_file())}
-
-
-def _folder_digest(members: dict[str, str]) -> str:
-    digest = hashlib.sha256()
-    for rel, member in members.items():
-        digest.update(rel.encode() + b"\0" + member.encode())
-    return digest.hexdigest()
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    return digest.tree_hashes(folder, folder)
 
 
 def folder(entry: Entry, root: Path | None = None) -> Path:
@@ -87,10 +75,21 @@ def folder(entry: Entry, root: Path | None = None) -> Path:
 
 
 def manifest(model_dir: Path) -> dict:
-    path = model_dir / "manifest.json"
-    if not path.is_file():
+    """A model folder's manifest.json ({} when there is none): bounded, strict, schema-checked, and every file it
+    names is where the catalogue puts that format (ModelError says what is wrong)."""
+    path = Path(model_dir) / "manifest.json"
+    if not os.path.lexists(path):
         return {}
-    return json.loads(path.read_text())
+    try:
+        document = reading.read_json(path, MAX_MANIFEST_BYTES, "manifest", contained=True)
+    except reading.Refused as exc:
+        raise ModelError(f"the model store's {path} cannot be used: {exc.detail}") from None
+    for fmt, item in document["files"].items():
+        if FORMAT_FILES.get(fmt) != item["path"]:
+            raise ModelError(f"the model store's {path}: format {names.shown(fmt)} names the file "
+                             f"{names.shown(item['path'])}; this checkout keeps "
+                             + (f"it at {FORMAT_FILES[fmt]}" if fmt in FORMAT_FILES else "no such format"))
+    return document
 
 
 def lookup(entry: Entry, fmt: str, root: Path | None = None) -> Prepared | None:
@@ -321,32 +320,56 @@ def _install(model_dir: Path, produced: Path, fmt: str, provenance: dict) -> Non
 def _record(model_dir: Path, target: Path, fmt: str, provenance: dict) -> None:
     """Add a file (or folder) that is in place to the manifest, with its hash and provenance."""
     data = manifest(model_dir) or {"schema_version": 1, "files": {}}
-    members = member_hashes(target) if target.is_dir() else None  # each file is read once
-    digest = _folder_digest(members) if members is not None else sha256_of(target)
-    data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": digest, "size": _size(target), **provenance}
+    members = digest.tree_hashes(target, model_dir) if target.is_dir() else None  # each file is read once
+    sha = digest.tree_digest(members) if members is not None else digest.file_sha256(target, model_dir)
+    data["files"][fmt] = {"path": FORMAT_FILES[fmt], "sha256": sha, "size": digest.size_of(target, model_dir),
+                          **provenance}
     if members is not None:
         data["files"][fmt]["members"] = members
     writing.write_json(model_dir / "manifest.json", data)
 
 
 def verify(model_dir: Path) -> list[str]:
-    """Recompute every hash in a model folder's manifest; return the mismatches."""
+    """Recompute every hash in a model folder's manifest; return the mismatches (and files that cannot be hashed:
+    missing, links, special files)."""
     problems = []
     for fmt, item in manifest(model_dir).get("files", {}).items():
         path = model_dir / item["path"]
-        if not path.exists():
+        if not os.path.lexists(path):
             problems.append(f"{model_dir.name}/{item['path']} ({fmt}) is missing")
-        elif (actual := sha256_of(path)) != item["sha256"]:
+            continue
+        try:
+            actual = digest.sha256_of(path, model_dir)
+        except reading.Refused as exc:
+            problems.append(f"{model_dir.name}/{item['path']} ({fmt}) cannot be hashed: {exc.detail}")
+            continue
+        if actual != item["sha256"]:
             problems.append(f"{model_dir.name}/{item['path']} ({fmt}) has sha256 {actual}, manifest says {item['sha256']}")
     return problems
+
+
+def remove(model_dir: Path) -> str:
+    """Remove a model folder from the store (a link is removed itself, never followed); say what was done."""
+    if os.path.islink(model_dir):
+        target = os.readlink(model_dir)
+        os.unlink(model_dir)
+        return f"removed the symbolic link {model_dir} (what it pointed to, {names.shown(target, 200)}, is left alone)"
+    if not os.path.lexists(model_dir):
+        return f"nothing to remove: {model_dir} is not in the store"
+    beneath.remove(model_dir)
+    return f"removed {model_dir}"
 
 
 def listing(root: Path | None = None) -> list[dict]:
     """Every catalogue entry with the formats the store holds."""
     rows = []
     for entry in catalogue.load().values():
-        have = manifest(folder(entry, root)).get("files", {})
+        try:
+            have, problem = manifest(folder(entry, root)).get("files", {}), None
+        except ModelError as exc:
+            have, problem = {}, str(exc)
         params = catalogue.parameter_count(entry.architecture) if entry.synthetic or entry.from_source else None
         rows.append({"id": entry.id, "parameters": params,
-                     "formats": list(entry.formats), "prepared": sorted(have), "folder": str(folder(entry, root))})
+                     "formats": list(entry.formats), "prepared": sorted(have), "folder": str(folder(entry, root)),
+                     "problem": problem})
     return rows

@@ -108,7 +108,7 @@ def make_models(docker, logs_dir: Path, progress: Callable[[str], None]) -> Make
         for model_id, formats in wanted.items():
             for fmt, item in models.prepare(docker, model_id, formats, logs_dir, progress).items():
                 progress(f"hashing {model_id}/{fmt}")
-                out[f"{model_id}/{fmt}"] = models.sha256_of(item.folder / item.relpath)
+                out[f"{model_id}/{fmt}"] = models.sha256_of(item.folder / item.relpath, item.folder)
         return out
 
     return made
@@ -173,9 +173,9 @@ def write_report(folder: Path, a: rundata.Run, b: rundata.Run, compared, noise: 
 
     from orchestrator.files import writing
 
-    folder.mkdir(parents=True, exist_ok=True)
-    writing.write_text(folder / "compare.md", comparereport.to_markdown(a, b, compared, noise))
-    writing.write_text(folder / "compare.csv", comparereport.to_csv(compared))
-    writing.write_json(folder / "compare.json", json.loads(comparereport.to_json(a, b, compared, noise)))
-    writing.write_text(folder / "compare.html", htmlviews.compare_page(a, b, compared, noise))
+    writing.make_folder(folder)
+    writing.write_text(folder / "compare.md", comparereport.to_markdown(a, b, compared, noise), folder)
+    writing.write_text(folder / "compare.csv", comparereport.to_csv(compared), folder)
+    writing.write_json(folder / "compare.json", json.loads(comparereport.to_json(a, b, compared, noise)), folder)
+    writing.write_text(folder / "compare.html", htmlviews.compare_page(a, b, compared, noise), folder)
     return folder / "compare.md"

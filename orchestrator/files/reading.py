@@ -17,6 +17,7 @@ import re
 import stat
 from pathlib import Path
 
+from orchestrator import schemas
 from orchestrator.files import beneath
 from orchestrator.files.beneath import Refused
 
@@ -242,3 +243,16 @@ def _within_limits(node, depth: int, keys: list[int], long_strings: bool) -> boo
             if not _within_limits(value, depth + 1, keys, long_strings):
                 return False
     return True
+
+
+def read_json(path: Path | str, limit: int, schema: str, *, root: Path | str | None = None,
+              contained: bool = False):
+    """A JSON file from elsewhere: read bounded (read_regular), parsed strictly (parse_json) and checked against
+    ``schemas/<schema>.schema.json``; Refused (exit 5) names the file and the first problems."""
+    document = parse_json(read_regular(path, limit, root=root, contained=contained), str(path))
+    found = schemas.problems(schema, document)
+    if found:
+        detail = "; ".join(f"{where or '(top level)'}: {quote(message, 160)}" for where, message in found[:3])
+        raise Refused(str(path), f"does not match schemas/{schema}.schema.json: {detail}")
+    return document
+

@@ -29,17 +29,24 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_FULL
 
 
+def make_folder(path: Path | str) -> Path:
+    """Make a folder the user named (and its parents); Refused, not a traceback, when a file is in the way."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        if disk_full(exc):
+            raise
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else \
+            beneath.open_problem(exc)
+        raise Refused(os.fspath(path), f"this folder cannot be made: {reason}") from None
+    return Path(path)
+
+
 def write_bytes(path: Path | str, data: bytes, root: Path | str | None = None, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically; folders below ``root`` (default: the file's folder) are made."""
     path = os.fspath(path)
     if root is None:
-        root = os.path.dirname(os.path.normpath(path)) or "."
-        try:
-            os.makedirs(root, exist_ok=True)
-        except OSError as exc:
-            if disk_full(exc):
-                raise
-            raise Refused(path, f"its folder cannot be made: {beneath.open_problem(exc)}") from None
+        root = make_folder(os.path.dirname(os.path.normpath(path)) or ".")
     try:
         with beneath.folder_of(path, root, create=True) as (folder, name):
             _replace(folder, name, data, mode)

@@ -227,6 +227,7 @@ def test_extract_refuses_links(tmp_path):
         info = tarfile.TarInfo("bundle.json")
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(info)
-    with pytest.raises(bundle.BundleError, match="not a regular file"):
+    with pytest.raises(bundle.BundleError, match="is a symbolic link; only regular files and folders"):
         bundle.extract(evil, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
