@@ -61,11 +61,11 @@ def read_usage(driver: str, version: int, parent: str, root: Path = ROOT) -> dic
     else:
         memory_file, cpu_file = dirs["memory"] / "memory.max_usage_in_bytes", dirs["cpu"] / "cpuacct.usage"
     try:
-        usage["peak_memory_bytes"] = int(memory_file.read_text().strip())
+        usage["peak_memory_bytes"] = int(memory_file.read_text(encoding="utf-8").strip())
     except (OSError, ValueError) as exc:
         usage["unmeasured"]["peak_memory_bytes"] = f"cannot read {memory_file}: {exc}"
     try:
-        text = cpu_file.read_text()
+        text = cpu_file.read_text(encoding="utf-8")
         usage["cpu_seconds"] = parse_cpu_stat(text) if version == 2 else int(text.strip()) / 1e9
     except (OSError, ValueError) as exc:
         usage["unmeasured"]["cpu_seconds"] = f"cannot read {cpu_file}: {exc}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orchestrator import cliargs, report
 from orchestrator.errors import ModelError, OrchestratorError, ResultError, UsageError
+from orchestrator.files import terminal
 
 
 class _OnFirstUse:
@@ -52,6 +53,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    if args.shards is not None and args.shards < 1:
+        raise UsageError(f"--shards {args.shards}: a PLAN is split into 1 or more shards")
     cells = plan.expand(matrix.load(args.matrix))
     if args.github_matrix:
         print(json.dumps(plan.github_matrix(cells, args.shards or 1), separators=(",", ":")))
@@ -75,7 +78,9 @@ def cmd_plan(args) -> int:
 def cmd_merge(args) -> int:
     from orchestrator import combine
 
-    merged = combine.combine(combine.load([Path(d) for d in args.run_dirs]))
+    merged = combine.combine(combine.load([Path(d) for d in args.run_dirs]), args.allow_mixed_settings)
+    for line in merged.mixed:
+        _say(f"warning: settings differ between the RUNs: {line}")
     written = combine.write(merged, Path(args.out))
     print(combine.summary(merged))
     print(f"TABLE: {written['cells.md']} (also cells.csv, cells.json, repetitions.*)")
@@ -107,7 +112,7 @@ def cmd_run(args) -> int:
     from orchestrator import progress as run_progress
 
     # A live view in a terminal; plain lines on stderr when piped; nothing with -q.
-    events = (run_progress.Events(lambda _: None) if args.quiet else run_progress.LiveView()
+    events = (run_progress.Events(lambda _: None) if args.quiet else run_progress.LiveView(_live_console())
               if sys.stderr.isatty() else run_progress.Events(_say))
     try:
         run_dir = execute_run(loaded, Path(args.results), events, shard=shard, resume_run=resumed)
@@ -146,11 +151,13 @@ def cmd_report(args) -> int:
         _say(f"RUN {run.get('run_id')} is {run['status']}" + (f": {run['error']}" if run.get("error") else ""))
     broken: list = []  # records that cannot be read: the TABLE holds the others, and the exit code is 5
     written = report.write(Path(args.run_dir), broken)
-    print(written[f"cells.{args.format}"].read_text(), end="")
+    print(written[f"cells.{args.format}"].read_text(encoding="utf-8"), end="")
     _say(f"tables written to {Path(args.run_dir) / 'tables'}; report: {written['report.html']}")
     if broken:
+        shown = "\n  ".join(map(str, broken[:MAX_LISTED]))
+        more = f"\n  ... and {len(broken) - MAX_LISTED} more" if len(broken) > MAX_LISTED else ""
         raise ResultError(f"{len(broken)} CELL record(s) could not be read and are left out of the TABLE:\n  "
-                          + "\n  ".join(map(str, broken)))
+                          f"{shown}{more}")
     return 0
 
 
@@ -290,7 +297,7 @@ def cmd_reproduce(args) -> int:
     done = reproduce.reproduce(Path(args.bundle), Path(args.results), args.force, _say, noise=noise)
     _say(f"RUN {done.new.info.run_id} reproduces {done.original.info.run_id}: {done.run_dir}")
     _say(f"compare report: {done.report} (also compare.csv, compare.json, compare.html)")
-    return _compare_outcome(done.report.read_text(), done.compared, args.fail_on)
+    return _compare_outcome(done.report.read_text(encoding="utf-8"), done.compared, args.fail_on)
 
 
 def _engines(include_tests: bool):
@@ -305,7 +312,31 @@ def parser() -> argparse.ArgumentParser:
     return cliargs.parser(handlers)
 
 
+MAX_LISTED = 20  # problems listed one by one on the terminal; the rest are counted
+
+
+_RAW_STDERR = None  # the terminal itself, for the live view's own escape sequences
+
+
+def _live_console():
+    from rich.console import Console
+
+    return Console(file=_RAW_STDERR or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; everything it prints has other people's control characters shown as escapes."""
+    global _RAW_STDERR
+    out, err = sys.stdout, sys.stderr
+    _RAW_STDERR = err
+    sys.stdout, sys.stderr = terminal.SafeStream(out), terminal.SafeStream(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)

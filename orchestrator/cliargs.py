@@ -80,9 +80,13 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
             "Merge RUN folders (or folders holding them, such as downloaded CI artifacts) into one TABLE keyed by "
             "machine (architecture + CPU model): the same cells.md/csv/json and repetitions.* as a single RUN, "
             "machines side by side for the same CELL, agreement recomputed per machine. CELLs whose model sha256 "
-            "or IMAGE content differ between RUNs are refused with the reason (exit 5).")
+            "or IMAGE content differ between RUNs are refused with the reason (exit 5), and so are RUNs measured "
+            "with different settings (warm-up, repetitions, memory limit, timeout, rounds) unless "
+            "--allow-mixed-settings is given.")
     c.add_argument("run_dirs", nargs="+", metavar="DIR", help="RUN folders, or folders holding RUN folders")
     c.add_argument("--out", required=True, help="new folder for the merged TABLEs")
+    c.add_argument("--allow-mixed-settings", action="store_true",
+                   help="merge RUNs measured with different settings anyway; the TABLE and report say which differ")
     c.add_argument("--require-measured", action="store_true",
                    help="exit 5 when an ok CELL has no peak memory or CPU time from its cgroup")
 

@@ -52,6 +52,7 @@ class Merged:
     refused: dict[str, str]  # cell id -> why it was not merged
     missing: tuple[str, ...]  # cells of the PLAN that no RUN recorded
     runs: tuple[dict, ...] = ()  # each merged RUN's run.json, for the environment of report.html
+    mixed: tuple[str, ...] = ()  # settings that differ between the RUNs (merged only with --allow-mixed-settings)
 
 
 def machine_key(host: dict) -> str:
@@ -132,6 +133,37 @@ def conflicts(sources: list[Source]) -> dict[str, str]:
     return refused
 
 
+# What a RUN measured with, besides its CELLs: RUNs that differ in any of these measured different things.
+def settings_of(source: Source) -> dict[str, str]:
+    """The measurement settings of a RUN, as text (pure): from its records and its sampling policy."""
+    found: dict[str, set] = {"warm-up runs": set(), "repetitions": set(), "memory limit (bytes)": set(),
+                             "timeout (s)": set()}
+    for record in source.records:
+        found["warm-up runs"].add(record["cell"]["warmup"])
+        found["memory limit (bytes)"].add(record["limits"]["memory_bytes"])
+        found["timeout (s)"].add(record["limits"]["timeout_s"])
+        if not source.run.get("sampling"):
+            found["repetitions"].add(record["cell"]["repetitions"])
+    settings = {name: ", ".join(map(str, sorted(values))) for name, values in found.items() if values}
+    sampling = source.run.get("sampling") or {}
+    for key, name in (("min", "repetitions (min)"), ("max", "repetitions (max)"), ("cv_target", "CV target"),
+                      ("rounds", "rounds")):
+        if key in sampling:
+            settings[name] = str(sampling[key])
+    return settings
+
+
+def mixed_settings(sources: list[Source]) -> list[str]:
+    """One line per setting whose value differs between the RUNs, naming each RUN's value (pure)."""
+    each = [(s.run["run_id"], settings_of(s)) for s in sources]
+    lines = []
+    for name in dict.fromkeys(k for _, found in each for k in found):
+        values = {run_id: found.get(name, "not recorded") for run_id, found in each}
+        if len(set(values.values())) > 1:
+            lines.append(f"{name}: " + "; ".join(f"{v} in RUN {r}" for r, v in values.items()))
+    return lines
+
+
 def _run_facts(source: Source) -> dict:
     run, host = source.run, source.run["host"]
     shard, ci = run.get("shard"), run.get("ci") or {}
@@ -144,10 +176,19 @@ def _run_facts(source: Source) -> dict:
             "run_dir": str(source.run_dir)}
 
 
-def combine(sources: list[Source]) -> Merged:
-    """The merged TABLEs of several RUNs: one row per CELL and machine (pure)."""
+def combine(sources: list[Source], allow_mixed: bool = False) -> Merged:
+    """The merged TABLEs of several RUNs: one row per CELL and machine (pure).
+
+    RUNs measured with different settings (warm-up, repetitions, memory limit, timeout, rounds) are refused
+    unless ``allow_mixed``; then the differences are kept in the result and every row names its RUN's settings.
+    """
     if not sources:
         raise UsageError("merge needs at least one RUN folder")
+    mixed = mixed_settings(sources)
+    if mixed and not allow_mixed:
+        raise ResultError("these RUNs measured with different settings, so their figures are not comparable:\n  "
+                          + "\n  ".join(mixed) + "\nmerge RUNs of one MATRIX, or pass --allow-mixed-settings to merge "
+                          "them anyway (the TABLE and report then say so)")
     run_ids = [s.run["run_id"] for s in sources]
     twice = sorted({r for r in run_ids if run_ids.count(r) > 1})
     if twice:
@@ -169,6 +210,8 @@ def combine(sources: list[Source]) -> Merged:
             table[column] = [mine.get(r["cell_id"], {}).get(column) for r in records]
         labels = {k: facts[k] for k in ("machine", "arch", "cpu_model", "run_id", "shard", "ci_runner",
                                         "host_fingerprint", "logical_cpus")}
+        if mixed:
+            labels["run_settings"] = "; ".join(f"{k} {v}" for k, v in settings_of(source).items())
         cell_frames.append(table.assign(**labels))
         rep_frames.append(merge.repetitions(records).assign(machine=source.machine, run_id=source.run["run_id"]))
     order = _plan_order(sources)
@@ -177,7 +220,7 @@ def combine(sources: list[Source]) -> Merged:
     recorded = {r["cell_id"] for s in sources for r in s.records}
     facts = {m: [_run_facts(s) for s in sources if s.machine == m] for m in machines}
     return Merged(cells, reps, facts, refused, tuple(c for c in order if c not in recorded),
-                  tuple(s.run for s in sources))
+                  tuple(s.run for s in sources), tuple(mixed))
 
 
 def _plan_order(sources: list[Source]) -> list[str]:
@@ -240,6 +283,10 @@ def markdown_page(merged: Merged) -> str:
             for f in facts))
     lines += ["", "Each machine is an architecture and CPU model; every row keeps its own RUN's frequency and host "
               "facts. Agreement is computed within each machine.", ""]
+    if merged.mixed:
+        lines += ["## Warning: the RUNs measured with different settings (merged with --allow-mixed-settings)", "",
+                  *[f"- {line}" for line in merged.mixed],
+                  "", "Each row's `run_settings` (CSV and JSON) names its RUN's settings; compare rows with care.", ""]
     if not cells.empty:
         for metric, title in SIDE_BY_SIDE.items():
             lines += [f"## {title} (median), machines side by side", "",
@@ -268,7 +315,8 @@ def write(merged: Merged, out: Path) -> dict[str, Path]:
         raise UsageError(f"{out} exists and is not empty; merge into a new folder")
     tables = writing.make_folder(out) / "tables"
     writing.write_json(out / "merge.json", {"schema_version": 1, "machines": merged.machines,
-                                           "refused": merged.refused, "missing": list(merged.missing)}, out)
+                                           "refused": merged.refused, "missing": list(merged.missing),
+                                           "mixed_settings": list(merged.mixed)}, out)
     written = {"merge.json": out / "merge.json"}
     for name, frame in (("cells", merged.cells), ("repetitions", merged.repetitions)):
         for fmt, exporter in report.EXPORTERS.items():

@@ -9,6 +9,7 @@ import json
 from collections import Counter
 
 from orchestrator import stats
+from orchestrator.files import terminal
 from orchestrator.compare import EXACT_LIMIT, METRICS, SAME, CellComparison, cpu_path
 from orchestrator.rundata import Run
 
@@ -120,7 +121,7 @@ def to_csv(compared: tuple[CellComparison, ...]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(found)
+    writer.writerows({k: terminal.cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in found)
     return buffer.getvalue()
 
 

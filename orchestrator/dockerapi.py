@@ -161,7 +161,7 @@ class Docker:
         tail: list[str] = []
         image_id = None
         stream = (chunk for chunk in ())  # closable before the build has started
-        with log_path.open("w") as log:
+        with log_path.open("w", encoding="utf-8", errors="replace") as log:
             try:
                 stream = self.client.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag,
                                                buildargs=buildargs, labels=labels, rm=True, forcerm=True,

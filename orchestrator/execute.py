@@ -109,7 +109,7 @@ def run_cell(docker: ContainerRunner, docker_info: dict, settings: CellSettings,
         usage = cgroup.read_usage(driver, version, parent)
     finally:
         cgroup.remove(driver, version, parent)
-    (cell_dir / "runner.log").write_text(ended.log)
+    (cell_dir / "runner.log").write_text(ended.log, encoding="utf-8", errors="replace")
     ended = replace(ended, log=quote_log(ended.log))  # the full log stays in runner.log; records quote its tail
     judged = Judged(*judge(job, ended.exit_code, ended.oom_killed, ended.timed_out, ended.log,
                            out_dir / "result.json"))

@@ -34,7 +34,9 @@ def merged_page(merged: Merged) -> str:
     ok = [r for r in rows if r["status"] == "ok"]
     capped = (f"<p class='note'>Charts show the first {charts.MAX_CELLS} of {len(ok)} ok rows; the TABLE has every "
               "row.</p>") if len(ok) > charts.MAX_CELLS else ""
-    warning_list = [f"{cell_id} was not merged: {reason}" for cell_id, reason in merged.refused.items()]
+    warning_list = [f"the RUNs measured with different settings (merged with --allow-mixed-settings): {line}"
+                    for line in merged.mixed]
+    warning_list += [f"{cell_id} was not merged: {reason}" for cell_id, reason in merged.refused.items()]
     warning_list += [f"{cell_id}: no RUN recorded this CELL of the PLAN" for cell_id in merged.missing]
     for run in merged.runs:
         warning_list += [f"RUN {run.get('run_id')}: {text}" for text in htmlreport.warnings(run, [], [])]

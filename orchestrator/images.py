@@ -144,7 +144,7 @@ def native_build(args: dict) -> bool:
 
 def host_cpu_key(cpuinfo: str | None = None) -> str:
     """16 hex digits over this CPU's model name and feature flags (/proc/cpuinfo): what -march=native sees."""
-    text = cpuinfo if cpuinfo is not None else (Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file()
+    text = cpuinfo if cpuinfo is not None else (Path("/proc/cpuinfo").read_text(encoding="utf-8") if Path("/proc/cpuinfo").is_file()
                                                 else "")
     fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in
                                                              text.split("\n\n")[0].splitlines() if ":" in line)}

@@ -178,7 +178,7 @@ def _make_from_gguf(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Pat
     """Hugging Face files (dequantized F32) and GGUF F32 from the original GGUF, by images/modelmaker."""
     maker = images.ensure(docker, "modelmaker", logs_dir, progress)
     work, spec_dir = _tool_dir(model_dir, "base"), _tool_dir(model_dir, "spec")
-    (spec_dir / "spec.json").write_text(json.dumps(entry.spec(), indent=2, sort_keys=True))
+    (spec_dir / "spec.json").write_text(json.dumps(entry.spec(), indent=2, sort_keys=True), encoding="utf-8")
     os.chmod(spec_dir / "spec.json", 0o644)
     source = FORMAT_FILES[entry.source["format"]]
     progress(f"making {entry.id}: dequantized safetensors + GGUF F32 from {source} in {maker.tag}")
@@ -186,7 +186,7 @@ def _make_from_gguf(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Pat
                              "--spec", "/spec/spec.json", "--out", "/out"],
              (Mount(str(model_dir), "/models"), Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
              f"making {entry.id} from {source}", logs_dir / f"make-{entry.id}.log", progress)
-    report = json.loads((work / "manifest.json").read_text())
+    report = json.loads((work / "manifest.json").read_text(encoding="utf-8"))
     maker_report = {k: report.get(k) for k in ("parameters", "weights", "tokenizer", "versions")}
     tool = _tool_record(maker)
     _install(model_dir, work / "hf", "safetensors",
@@ -224,7 +224,7 @@ def run_tool(docker: Docker, image: images.Built, command: list[str], mounts: tu
     done = docker.run_tool(image.tag, command, mounts, TOOL_USER, name=f"orchestrate-tool-{os.getpid()}",
                            labels={"orchestrate.tool": image.name}, on_line=lambda line: progress(f"  {line}"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(done.log)
+    log_path.write_text(done.log, encoding="utf-8", errors="replace")
     if done.exit_code != 0:
         tail = "\n    ".join(done.log.strip().splitlines()[-15:])
         raise ModelError(f"{what} failed (exit {done.exit_code}; log {log_path}):\n    {tail}")
@@ -236,14 +236,14 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
     maker = images.ensure(docker, "modelmaker", logs_dir, progress)
     work = _tool_dir(model_dir, "base")
     spec_dir = _tool_dir(model_dir, "spec")
-    (spec_dir / "spec.json").write_text(json.dumps(entry.spec(), indent=2, sort_keys=True))
+    (spec_dir / "spec.json").write_text(json.dumps(entry.spec(), indent=2, sort_keys=True), encoding="utf-8")
     os.chmod(spec_dir / "spec.json", 0o644)
     progress(f"making {entry.id}: safetensors + GGUF F32 in {maker.tag} (this takes a while for large models)")
     run_tool(docker, maker, ["python3", "/opt/modelmaker/make_model.py", "--spec", "/spec/spec.json", "--out", "/out"],
              (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
              f"making {entry.id}", logs_dir / f"make-{entry.id}.log", progress)
     tool = _tool_record(maker)
-    report = json.loads((work / "manifest.json").read_text()) if (work / "manifest.json").is_file() else {}
+    report = json.loads((work / "manifest.json").read_text(encoding="utf-8")) if (work / "manifest.json").is_file() else {}
     tokenizer = report.get("tokenizer", {})
     matched = tokenizer.get("test_vectors_matched", tokenizer.get("sentencepiece_matched"))
     if not tokenizer.get("test_vectors") or matched != tokenizer.get("test_vectors"):

@@ -50,7 +50,7 @@ def busy(counters: list[int]) -> int:
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError:
         return None
 

@@ -17,6 +17,7 @@ from typing import Callable
 from rich.markup import escape
 
 from orchestrator import merge, stats
+from orchestrator.files import terminal
 
 
 def headline(record: dict) -> str:
@@ -101,7 +102,7 @@ class LiveView(Events):
             TimeElapsedColumn
 
         self.console = console or Console(stderr=True)
-        super().__init__(lambda text: self.console.print(text, markup=False, highlight=False))
+        super().__init__(lambda text: self.console.print(terminal.escape(text), markup=False, highlight=False))
         self._bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                              MofNCompleteColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
                              TextColumn("{task.fields[left]}"), TextColumn("{task.fields[detail]}", markup=False),
@@ -114,12 +115,12 @@ class LiveView(Events):
     def __call__(self, text: str) -> None:
         task = self._current if self._current is not None else self._cells
         if task is not None and self._stage:
-            self._bar.update(task, detail=text.strip()[-100:])  # build and tool chatter: the stage's detail
+            self._bar.update(task, detail=terminal.escape(text.strip()[-100:]))  # build and tool chatter
         else:
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(terminal.escape(text), markup=False, highlight=False)
 
     def run_started(self, run_id: str, total: int, run_dir) -> None:
-        self.console.print(f"[bold]RUN {escape(run_id)}[/bold]: {total} cells -> {escape(str(run_dir))}",
+        self.console.print(f"[bold]RUN {_markup(run_id)}[/bold]: {total} cells -> {_markup(str(run_dir))}",
                            highlight=False)
         self._run_cells = total
         self._cells = self._bar.add_task("CELLs", total=total, left="", detail="waiting for IMAGEs and models")
@@ -132,7 +133,7 @@ class LiveView(Events):
         if self._stage and self._current is not None:
             name, started = self._stage
             self._bar.remove_task(self._current)
-            self.console.print("[green]done[/green] " + escape(f"{name} in {time.monotonic() - started:.1f}s"
+            self.console.print("[green]done[/green] " + _markup(f"{name} in {time.monotonic() - started:.1f}s"
                                                                   + (f" ({detail})" if detail else "")),
                                highlight=False)
         self._stage, self._current = None, None
@@ -143,14 +144,15 @@ class LiveView(Events):
 
     def cell_started(self, number: int, total: int, cell, cpus: str) -> None:
         if self._cells is not None:
-            self._bar.update(self._cells, detail=f"now {cell.label()} on CPUs {cpus}", **self._counted(total))
+            self._bar.update(self._cells, detail=terminal.escape(f"now {cell.label()} on CPUs {cpus}"),
+                             **self._counted(total))
 
     def cell_finished(self, number: int, total: int, cell, record: dict, seconds: float) -> None:
         self._cell_seconds.append(seconds)
         ok = record["status"] == "ok"
-        mark = "[green]ok[/green]" if ok else f"[red]{escape(record['status'])}[/red]"
+        mark = "[green]ok[/green]" if ok else f"[red]{_markup(record['status'])}[/red]"
         text = f"[{number}/{total}] {cell.label()} in {seconds:.1f}s: {headline(record)}"
-        self.console.print(f"{mark} {escape(text)}", highlight=False)
+        self.console.print(f"{mark} {_markup(text)}", highlight=False)
         if self._cells is not None:
             left = self.remaining(number, total)  # mean time of the CELLs so far x CELLs to go
             self._bar.update(self._cells, completed=number, left=f"about {clock(left)} left" if left else "",
@@ -158,6 +160,11 @@ class LiveView(Events):
 
     def close(self) -> None:
         self._bar.stop()
+
+
+def _markup(text: str) -> str:
+    """Text for rich markup: its control characters shown as escapes, its brackets not read as markup."""
+    return escape(terminal.escape(text))
 
 
 def summary(run: dict, run_dir, records: list[dict]) -> dict:

@@ -22,7 +22,7 @@ def _registry() -> Registry:
 
     resources = []
     for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
-        schema = json.loads(path.read_text())
+        schema = json.loads(path.read_text(encoding="utf-8"))
         resources.append((schema["$id"], Resource.from_contents(schema)))
     return Registry().with_resources(resources)
 
@@ -32,7 +32,7 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     """The validator for ``schemas/<name>.schema.json``."""
     import jsonschema
 
-    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text())
+    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema, registry=_registry())
 
@@ -79,7 +79,7 @@ def _compiled(name: str):
 
     by_id = {}
     for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
-        schema = json.loads(path.read_text())
+        schema = json.loads(path.read_text(encoding="utf-8"))
         by_id[schema["$id"]] = schema
 
     def retrieve(uri: str):
@@ -87,7 +87,7 @@ def _compiled(name: str):
             raise KeyError(f"{uri} is not a schema under {SCHEMA_DIR}")  # never fetched from the network
         return by_id[uri]
 
-    return jsonschema_rs.validator_for(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text()),
+    return jsonschema_rs.validator_for(json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8")),
                                        retriever=retrieve)
 
 

@@ -17,7 +17,7 @@ SYS_NODE = Path("/sys/devices/system/node")
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text().strip()
+        return path.read_text(encoding="utf-8").strip()
     except OSError:
         return None
 

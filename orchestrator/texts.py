@@ -182,7 +182,7 @@ def ids_for(docker: Docker, text: Text, model_folder: Path, root: Path, logs_dir
             os.replace(work / "ids.json", target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    ids = json.loads(target.read_text())["ids"]
+    ids = json.loads(target.read_text(encoding="utf-8"))["ids"]
     return EvalIds(text.id, target, sha256_of(target), len(ids))
 
 

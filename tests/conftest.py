@@ -25,3 +25,14 @@ workloads:
 @pytest.fixture
 def good_matrix() -> str:
     return GOOD_MATRIX
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child the test will send SIGINT: take the default handling of it.
+
+    A command started in the background of a non-interactive shell inherits SIGINT as ignored,
+    and Python then installs no KeyboardInterrupt handler: the child would never see the signal.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,6 +24,10 @@ from orchestrator.files.beneath import Refused
 MAX_JSON_DEPTH = 32  # nesting of arrays/objects; a RESULT needs 5, a record 7
 MAX_INT_DIGITS = 19  # anything longer is beyond int64 and no measured quantity
 MAX_STRING_CHARS = 65536  # any single string in a JSON file read back
+# Any fractional number (seconds, rates, GHz, perplexity): a week is 6e5 s, no rate or size held
+# as a float comes near 1e12, and a sum of a million such values stays far from overflow (1e308
+# in a CPU time made a sum infinite, and the JSON writer then refused the TABLE).
+MAX_FLOAT = 1e12
 QUOTE_CHARS = 200  # how much of a refused value is quoted in a message
 
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
@@ -127,6 +131,8 @@ def shape_problem(document) -> str | None:
             return f"a string with an unpaired surrogate escape, which no UTF-8 file can hold: {quote(node, 60)!r}"
         elif isinstance(node, float) and not math.isfinite(node):
             return f"a non-finite number ({node})"
+        elif isinstance(node, float) and abs(node) > MAX_FLOAT:
+            return f"the number {node:g} is beyond the {MAX_FLOAT:g} any measured value stays within"
         elif isinstance(node, int) and not isinstance(node, bool) and len(str(abs(node))) > MAX_INT_DIGITS:
             return f"an integer of more than {MAX_INT_DIGITS} digits"
     return None
@@ -148,6 +154,8 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"the number {quote(text, 40)} is out of range (it reads as {value})")
+    if abs(value) > MAX_FLOAT:
+        raise ValueError(f"the number {quote(text, 40)} is beyond the {MAX_FLOAT:g} any measured value stays within")
     return value
 
 
@@ -171,7 +179,7 @@ def _no_duplicates(pairs: list) -> dict:
 # about 8 ms for a record of 5 x 64 tokens, minutes for 10,000 records. This fast path
 # accepts exactly the documents the strict path accepts, with the same result. orjson
 # parses (RFC 8259 strictly: no NaN/Infinity, no BOM, integers within 64 bits, about 6x
-# faster than json); then the same limits are checked (finite floats, integers of at most
+# faster than json); then the same limits are checked (finite floats within MAX_FLOAT, integers of at most
 # MAX_INT_DIGITS digits, strings and keys of at most MAX_STRING_CHARS, depth at most
 # MAX_JSON_DEPTH), and duplicate keys are ruled out by counting: every key is a string
 # followed by a colon, so the text holds at least as many `"\s*:` as the document has
@@ -182,7 +190,6 @@ _UNSURE = object()
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _SPACED_KEY_END = re.compile(rb'"\s+:')
 _INT_LIMIT = 10 ** MAX_INT_DIGITS  # an integer of more than MAX_INT_DIGITS digits is >= this
-_WIDE = 2 ** 63  # orjson reads an integer beyond 64 bits as a float: such floats go the strict way
 
 
 def _parse_plainly_safe(raw: bytes | str):
@@ -224,14 +231,14 @@ def _within_limits(node, depth: int, keys: list[int], long_strings: bool) -> boo
     else:
         values = node
         try:  # a list of plain numbers (token ids, latencies): checked in C
-            if node and math.isfinite(sum(node)) and -_WIDE < min(node) and max(node) < _WIDE:
+            if node and math.isfinite(sum(node)) and -MAX_FLOAT <= min(node) and max(node) <= MAX_FLOAT:
                 return True  # a finite sum means every number is finite
         except (TypeError, OverflowError):
             pass  # strings, nulls, containers or huge integers: value by value
     for value in values:
         kind = type(value)
         if kind is float:
-            if not (math.isfinite(value) and -_WIDE < value < _WIDE):
+            if not (math.isfinite(value) and -MAX_FLOAT <= value <= MAX_FLOAT):
                 return False
         elif kind is int:
             if not -_INT_LIMIT < value < _INT_LIMIT:

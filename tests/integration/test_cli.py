@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from tests.conftest import sigint_default
 
 
 SLEEPY = """\
@@ -40,7 +41,7 @@ def test_interrupting_a_run_removes_its_containers(tmp_path, tinystories, docker
     matrix_file.write_text(SLEEPY)
     process = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(matrix_file), "--results",
                                 str(tmp_path / "results")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=sigint_default)
     deadline = time.time() + 120
     while not _mine(docker, tmp_path) and time.time() < deadline:
         time.sleep(0.5)

@@ -28,6 +28,7 @@ from orchestrator.errors import ResultError
 from orchestrator.results import read_run
 from orchestrator.files import writing
 from orchestrator.run import execute_run
+from tests.conftest import sigint_default
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +96,7 @@ def start_run(tmp_path, env, text: str, results: Path | None = None) -> subproce
     matrix_file.write_text(text)
     return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(matrix_file), "--results",
                              str(results or tmp_path / "results")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+                            text=True, env=env, cwd=ROOT, preexec_fn=sigint_default)
 
 
 def wait_for(condition, timeout=90, what="condition", outcome=None):
@@ -205,7 +206,8 @@ def test_ctrl_c_during_an_image_build_stops_the_build_and_leaves_no_image(tmp_pa
               "images.IMAGES_DIR = Path(sys.argv[1]); "
               "sys.exit(cli.main(['build', 'slowbuild', '--logs', sys.argv[2]]))")
     process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "images"), str(tmp_path / "logs")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               preexec_fn=sigint_default)
 
     def building():
         return [c for c in docker.client.containers.list(all=True, sparse=True) if marker in c.attrs.get("Command", "")]
@@ -239,7 +241,8 @@ sys.exit(cli.main(["models", "prepare", "tinystories-15m", "--format", "gguf-f32
                    "--logs", sys.argv[2]]))
 """
     process = subprocess.Popen([sys.executable, "-c", script, str(store), str(tmp_path / "logs")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               preexec_fn=sigint_default)
     name = f"orchestrate-tool-{process.pid}"
     try:
         folder = models.folder(catalogue.get("tinystories-15m"), store)

@@ -43,11 +43,15 @@ def test_a_real_shaped_record_takes_the_fast_path():
     assert reading._parse_plainly_safe(text) == rec == reading.parse_json(text.encode(), "t")
 
 
-def test_huge_numbers_go_the_strict_way_and_are_still_read():
-    # orjson reads integers beyond 64 bits as floats: any float that large is left to the strict path.
-    assert reading._parse_plainly_safe("[1e308, 1e308]") is reading._UNSURE
-    assert reading.parse_json(b"[1e308, 1e308]", "t") == [1e308, 1e308]
+def test_huge_numbers_go_the_strict_way_and_are_refused():
+    # 1e308 is finite, but two of them sum to infinity (a CPU time of 1e308 broke the TABLE): any
+    # float beyond MAX_FLOAT is left to the strict path, which refuses it with the reason.
     assert not math.isfinite(sum([1e308, 1e308]))
+    assert reading._parse_plainly_safe("[1e308, 1e308]") is reading._UNSURE
+    with pytest.raises(reading.Refused, match="beyond the 1e\\+12"):
+        reading.parse_json(b"[1e308, 1e308]", "t")
+    assert reading.parse_json(b"[1e12, -1e12, 0.5]", "t") == [1e12, -1e12, 0.5]
+    assert reading._parse_plainly_safe("[1e12, 2.5]") == [1e12, 2.5]
 
 
 @pytest.mark.parametrize("text", ['{"a": 1, "a" : 2}', '{"a":1,"b":{"c":2,"c":3}}', '{"x": "\\":", "a": 1, "a": 2}',
