@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # On a machine whose Docker engine cannot pull, base images are made with debootstrap.
+# The workflow lint runs shellcheck: the test extra's wheel has it on x86-64 only, elsewhere
+# the distribution's package gives it.
 # The browser test opens report.html in Debian's headless chromium (driven by playwright,
 # which downloads no browser of its own).
 host-deps:
@@ -23,6 +25,14 @@ host-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; \
 	  else \
 	    echo "note: debootstrap is not installed; it is needed only where no container registry is reachable"; \
+	  fi; \
+	fi
+	@if ! command -v shellcheck >/dev/null 2>&1 && [ ! -x $(BIN)/shellcheck ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing shellcheck (actionlint checks the workflows' run: scripts with it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; \
+	  else \
+	    echo "note: shellcheck is not installed; tests/unit/test_workflows.py needs it (apt-get install shellcheck)"; \
 	  fi; \
 	fi
 	@if ! command -v chromium >/dev/null 2>&1; then \

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from orchestrator import cliargs, report
-from orchestrator.errors import ModelError, OrchestratorError, ResultError, UsageError
+from orchestrator.errors import DockerError, ModelError, OrchestratorError, ResultError, UsageError
 from orchestrator.files import terminal
 
 
@@ -56,8 +56,17 @@ def cmd_plan(args) -> int:
     if args.shards is not None and args.shards < 1:
         raise UsageError(f"--shards {args.shards}: a PLAN is split into 1 or more shards")
     cells = plan.expand(matrix.load(args.matrix))
+    if args.runners is not None and not args.github_matrix:
+        raise UsageError("--runners goes with --github-matrix")
     if args.github_matrix:
-        print(json.dumps(plan.github_matrix(cells, args.shards or 1), separators=(",", ":")))
+        found = plan.github_matrix(cells, args.shards or 1)
+        if args.runners is not None:  # each shard on each runner label set: one job per pair
+            from orchestrator import ci
+
+            runners = ci.runner_sets(args.runners)
+            ci.check_job_count(len(runners), len(found["shard"]))
+            found = {"runner": runners, **found}
+        print(json.dumps(found, separators=(",", ":")))
     elif args.shards and args.json:
         print(json.dumps(plan.shards_json(cells, args.shards), indent=2))
     elif args.shards:
@@ -139,6 +148,27 @@ def cmd_build(args) -> int:
     for name in names:
         built = images.ensure(docker, name, logs, _say, buildargs)
         print(f"{name}: {built.tag} {built.id} ({'built' if built.rebuilt else 'up to date'})")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from orchestrator.run import prepare
+
+    def images_ready(found: dict) -> None:
+        # One line per IMAGE ready to run (`image TAG`, each tag once), printed before any model is made: a CI
+        # job saves these tags even when a model then fails.
+        for tag in dict.fromkeys(image["tag"] for image in found.values() if not image.get("error")):
+            print(f"image {tag}", flush=True)
+
+    done = prepare([matrix.load(m) for m in args.matrices], Path(args.logs), _say, images_ready)
+    failed = {engine: image for engine, image in done["images"].items() if image.get("error")}
+    for name, item in done["models"].items():
+        print(f"model {name} {item['sha256']} {item['path']}")
+    for name, item in done.get("texts", {}).items():
+        print(f"text {name} {item['ids_sha256']} {item['path']}")
+    if failed:  # everything else is prepared; a RUN would record these ENGINEs' CELLs unavailable
+        raise DockerError(f"{len(failed)} IMAGE(s) cannot be built here:\n  "
+                          + "\n  ".join(f"{engine}: {image['error']}" for engine, image in failed.items()))
     return 0
 
 

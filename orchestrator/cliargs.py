@@ -75,6 +75,10 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
                    "every machine; each CELL in exactly one)")
     c.add_argument("--github-matrix", action="store_true",
                    help='print one line of JSON for a GitHub Actions matrix: {"shard": ["1/N", ...]}')
+    c.add_argument("--runners", metavar="JSON",
+                   help="with --github-matrix: also a \"runner\" list from these runner label sets (a JSON list, "
+                        "each a label or a list of labels), as {\"labels\": [...], \"name\": ...}; refuses more "
+                        "than 256 jobs (runner label sets x shards)")
 
     c = add("merge", "merge RUN folders from several machines or shards into one TABLE",
             "Merge RUN folders (or folders holding them, such as downloaded CI artifacts) into one TABLE keyed by "
@@ -99,6 +103,14 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("images", nargs="*", help=f"image folders under images/ ({', '.join(_image_folders())})")
     c.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra build argument (for example TORCH_INDEX_URL=...)")
+    c.add_argument("--logs", default="results/build-logs", help="where build logs go (default: results/build-logs)")
+
+    c = add("prepare", "build the IMAGEs and make the models a MATRIX needs, without running a CELL",
+            "What `run` does before its first CELL, for one or more MATRIXes: build (or find) each ENGINE's IMAGE, "
+            "make the models and evaluation texts in the model store. Prints `image TAG` for each IMAGE ready to run "
+            "(a CI build job saves these and hands them to the jobs that run the CELLs), then `model` and `text` "
+            "lines. An IMAGE that cannot be built is named at the end (exit 3) after the rest is prepared.")
+    c.add_argument("matrices", nargs="+", metavar="MATRIX", help="MATRIX files")
     c.add_argument("--logs", default="results/build-logs", help="where build logs go (default: results/build-logs)")
 
     c = add("report", "regenerate a RUN's TABLEs from its stored RESULTs and print one")

@@ -1,6 +1,8 @@
 """Merge RUN folders from several machines (or shards) into one TABLE keyed by machine.
 
-A machine is its architecture and CPU model, as each RUN's host snapshot says. Every
+A machine is its architecture and CPU model, as each RUN's host snapshot says, and the runner
+labels its CI job asked for where run.json records them (two label sets on one CPU model, say
+SMT on and off, stay two machines). Every
 row keeps its own RUN's frequency and host facts; agreement is recomputed over all the
 CELLs of one machine (a shard's reference CELL may have run in another shard). A CELL
 whose model sha256 or IMAGE content (the content-hash tag) differs between RUNs, or that
@@ -39,7 +41,7 @@ class Source:
 
     @property
     def machine(self) -> str:
-        return machine_key(self.run["host"])
+        return machine_key(self.run["host"], (self.run.get("ci") or {}).get("runner_labels"))
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,11 @@ class Merged:
     mixed: tuple[str, ...] = ()  # settings that differ between the RUNs (merged only with --allow-mixed-settings)
 
 
-def machine_key(host: dict) -> str:
-    """'<architecture> <CPU model>', e.g. 'x86_64 AMD EPYC 7763 64-Core Processor'."""
-    return f"{host.get('machine') or 'unknown-arch'} {(host.get('cpu') or {}).get('brand') or 'unknown CPU'}"
+def machine_key(host: dict, runner_labels: list[str] | None = None) -> str:
+    """'<architecture> <CPU model>', e.g. 'x86_64 AMD EPYC 7763 64-Core Processor', then the runner labels in
+    brackets where the CI job recorded them, e.g. 'aarch64 Neoverse-V1 [self-hosted, linux, arm64, graviton3]'."""
+    key = f"{host.get('machine') or 'unknown-arch'} {(host.get('cpu') or {}).get('brand') or 'unknown CPU'}"
+    return f"{key} [{', '.join(runner_labels)}]" if runner_labels else key
 
 
 MAX_RUN_FOLDERS = 4096  # RUN folders found below the folders named (a shard each: 256 shards x 16 machines)
@@ -169,7 +173,8 @@ def _run_facts(source: Source) -> dict:
     shard, ci = run.get("shard"), run.get("ci") or {}
     return {"machine": source.machine, "arch": host.get("machine"), "cpu_model": (host.get("cpu") or {}).get("brand"),
             "run_id": run["run_id"], "shard": f"{shard['index']}/{shard['count']}" if shard else None,
-            "ci_runner": ci.get("runner_name"), "host_fingerprint": host["fingerprint"],
+            "ci_runner": ci.get("runner_name"), "runner_labels": ci.get("runner_labels"),
+            "host_fingerprint": host["fingerprint"],
             "logical_cpus": (host.get("cpu") or {}).get("logical_cpus"), "kernel": host.get("kernel"),
             "cgroup_version": host.get("cgroup_version"), "docker_version": (host.get("docker") or {}).get("version"),
             "frequency_ghz": host["frequency"].get("ghz"), "frequency_source": host["frequency"].get("source"),
@@ -281,8 +286,9 @@ def markdown_page(merged: Merged) -> str:
             + (f"{f['frequency_ghz']} GHz from {f['frequency_source']}" if f["frequency_ghz"] else "frequency unknown")
             + f", cgroup v{f['cgroup_version']}, Docker {f['docker_version']}, fingerprint {f['host_fingerprint']})"
             for f in facts))
-    lines += ["", "Each machine is an architecture and CPU model; every row keeps its own RUN's frequency and host "
-              "facts. Agreement is computed within each machine.", ""]
+    lines += ["", "Each machine is an architecture and CPU model (and the runner labels its CI job asked for, in "
+              "brackets); every row keeps its own RUN's frequency and host facts. Agreement is computed within each "
+              "machine.", ""]
     if merged.mixed:
         lines += ["## Warning: the RUNs measured with different settings (merged with --allow-mixed-settings)", "",
                   *[f"- {line}" for line in merged.mixed],

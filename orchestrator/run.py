@@ -156,6 +156,28 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
     return run_dir
 
 
+def prepare(matrices: list[Matrix], logs_dir: Path, progress: Callable[[str], None] = print,
+            images_ready: Callable[[dict], None] = lambda images: None) -> dict:
+    """Build the IMAGEs and make the models and evaluation texts that RUNs of these MATRIXes need; run no CELL.
+
+    What `run` does before its first CELL, so that one machine (a CI build job) can do it once for many RUNs.
+    Returns the ``images``, ``models`` and ``texts`` that run.json would record; an IMAGE that cannot be built
+    is there with its ``error`` (as in a RUN), and the models and texts are still made. ``images_ready`` gets
+    the images as soon as they are built, before any model is made (which may fail).
+    """
+    progress = events_for(progress)
+    cells = tuple(c for m in matrices for c in plan.expand(m))  # each step below takes each IMAGE/model once
+    if not cells:
+        raise UsageError("the MATRIXes leave no cell: nothing to prepare")
+    docker = Docker()
+    record: dict = {"images": {}, "models": {}}
+    _build_images(docker, cells, logs_dir, progress, record)
+    images_ready(record["images"])
+    prepared = _prepare_models(docker, cells, logs_dir, progress, record)
+    _prepare_texts(docker, cells, prepared, logs_dir, progress, record)
+    return record
+
+
 def _build_images(docker: Docker, cells, logs_dir: Path, progress, record: dict) -> tuple[dict, dict[str, str]]:
     """Build (or find) each engine's IMAGE; an engine whose IMAGE cannot be built is named with the reason."""
     built, unbuilt = {}, {}

@@ -41,7 +41,7 @@ def cell_records(slow=1.0):
             record(IDS[3], status="oom", reason="killed by the kernel's OOM killer")]
 
 
-def write_run(folder, run_id, machine, records, shard=None):
+def write_run(folder, run_id, machine, records, shard=None, labels=None):
     """A RUN folder as `orchestrate run` leaves it: run.json and cells/<id>/record.json, both schema-valid."""
     arch, brand, ghz = machine
     run = {"schema_version": 1, "run_id": run_id, "status": "finished", "started_at": "2026-01-01T00:00:00+00:00",
@@ -51,7 +51,8 @@ def write_run(folder, run_id, machine, records, shard=None):
            "host": {"fingerprint": f"fp-{arch}", "machine": arch, "kernel": "6.8",
                     "cpu": {"brand": brand, "logical_cpus": 4}, "frequency": {"ghz": ghz, "source": "test"},
                     "cgroup_version": 2, "docker": {"version": "28.0"}},
-           "shard": shard, "ci": {"provider": "github-actions", "runner_name": f"runner-{arch}-{run_id[-1]}"}}
+           "shard": shard, "ci": {"provider": "github-actions", "runner_name": f"runner-{arch}-{run_id[-1]}",
+                                  **({"runner_labels": labels} if labels else {})}}
     assert schemas.problems("run", run) == []
     run_dir = folder / run_id
     writing.write_json(run_dir / "run.json", run)
@@ -160,6 +161,23 @@ def test_a_cell_run_twice_on_one_machine_is_refused(tmp_path):
     second = write_run(tmp_path, "20260101T000000Z-ddddd2", EPYC, cell_records()[1:])
     merged = combine.combine(combine.load([first, second]))
     assert list(merged.refused) == [IDS[1]] and "ran 2 times on x86_64" in merged.refused[IDS[1]]
+
+
+def test_runner_label_sets_on_one_cpu_model_stay_two_machines(tmp_path):
+    """Self-hosted runners labelled by machine (say one with SMT off): the labels the job asked for keep them apart."""
+    smt_on, smt_off = ["self-hosted", "linux", "x64", "epyc-7763"], ["self-hosted", "linux", "x64", "epyc-7763-nosmt"]
+    first = write_run(tmp_path, "20260101T000000Z-fffff1", EPYC, cell_records()[:2], labels=smt_on)
+    second = write_run(tmp_path, "20260101T000000Z-fffff2", EPYC, cell_records()[:2], labels=smt_off)
+    merged = combine.combine(combine.load([first, second]))
+    assert merged.refused == {}
+    on, off = f"x86_64 {EPYC[1]} [{', '.join(smt_on)}]", f"x86_64 {EPYC[1]} [{', '.join(smt_off)}]"
+    assert set(merged.machines) == {on, off}
+    assert [f["runner_labels"] for f in merged.machines[on]] == [smt_on]
+    assert len(merged.cells) == 4 and set(merged.cells["machine"]) == set(merged.machines)
+    assert f"[{', '.join(smt_off)}]" in combine.markdown_page(merged)
+    # The same label set twice is one machine: a CELL that ran on both is refused, as before.
+    third = write_run(tmp_path, "20260101T000000Z-fffff3", EPYC, cell_records()[1:2], labels=smt_on)
+    assert list(combine.combine(combine.load([first, third])).refused) == [IDS[1]]
 
 
 def test_missing_cells_and_unmeasured_cells_are_reported(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,50 @@ def test_ci_context_from_github_variables():
     assert ci.context({"CI": "true"})["provider"] == "unknown"
 
 
+def test_ci_context_records_the_runner_labels_the_workflow_passes():
+    labels = ["self-hosted", "linux", "arm64", "graviton3"]
+    as_tojson = json.dumps(labels, indent=2)  # what ${{ toJSON(matrix.runner.labels) }} gives
+    assert ci.context({**GITHUB_ENV, ci.LABELS_VARIABLE: as_tojson})["runner_labels"] == labels
+    assert ci.context({**GITHUB_ENV, ci.LABELS_VARIABLE: "ubuntu-24.04"})["runner_labels"] == ["ubuntu-24.04"]
+    assert ci.context(GITHUB_ENV)["runner_labels"] is None
+    assert ci.runner_labels("[]") is None and ci.runner_labels("[1]") is None and ci.runner_labels("  ") is None
+
+
+def test_runner_label_sets():
+    found = ci.runner_sets('["ubuntu-24.04", ["self-hosted", "linux", "arm64", "graviton3"]]')
+    assert found == [{"labels": ["ubuntu-24.04"], "name": "ubuntu-24.04"},
+                     {"labels": ["self-hosted", "linux", "arm64", "graviton3"],
+                      "name": "self-hosted-linux-arm64-graviton3"}]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("ubuntu-24.04", "not JSON"), ("[]", "non-empty JSON list"), ('{"a": 1}', "non-empty JSON list"),
+    ("[[]]", "label set 1 must be"), ('["a", 3]', "label set 2 must be"), ('["a b"]', "has a label with a space"),
+    ('["x/y"]', "has a label with"), ('[""]', "has a label with"), ('["A", "a"]', "label sets 1 and 2"),
+    ('[["a", "b-c"], ["a-b", "c"]]', "label sets 1 and 2 both give the name"),
+])
+def test_bad_runner_label_sets_are_refused_with_the_reason(text, reason):
+    with pytest.raises(UsageError, match=re.escape(reason)):
+        ci.runner_sets(text)
+
+
+def test_github_matrix_with_runners_on_the_command_line():
+    runners = '["ubuntu-24.04", ["self-hosted", "linux", "x64", "epyc-9654"]]'
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "matrix.yaml", "--shards", "2",
+                           "--github-matrix", "--runners", runners], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"runner": ci.runner_sets(runners), "shard": ["1/2", "2/2"]}
+    bad = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "matrix.yaml", "--runners", runners],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--runners goes with --github-matrix" in bad.stderr
+
+
+def test_more_jobs_than_a_github_matrix_runs_are_refused():
+    ci.check_job_count(2, 128)
+    with pytest.raises(UsageError, match="at most 256"):
+        ci.check_job_count(3, 86)
+
+
 def run_document(**extra):
     return {"schema_version": 1, "run_id": "20260101T000000Z-abcdef", "status": "finished",
             "started_at": "2026-01-01T00:00:00+00:00", "finished_at": None,
@@ -111,6 +156,9 @@ def test_run_schema_takes_the_shard_and_ci_context():
     shard = plan.Shard(2, 2)
     good = run_document(shard=plan.shard_record(shard, cells, plan.select(cells, shard)), ci=ci.context(GITHUB_ENV))
     assert schemas.problems("run", good) == []
+    labelled = ci.context({**GITHUB_ENV, ci.LABELS_VARIABLE: '["self-hosted", "x64"]'})
+    assert schemas.problems("run", run_document(ci=labelled)) == []
+    assert schemas.problems("run", run_document(ci={**labelled, "runner_labels": "x64"}))
     assert schemas.problems("run", run_document(shard=None, ci=None)) == []
     assert schemas.problems("run", run_document()) == []  # RUNs from before shards stay valid
     assert schemas.problems("run", run_document(shard={"index": 0, "count": 2, "cells": 1, "plan_cells": 2}))
