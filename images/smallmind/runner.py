@@ -39,10 +39,17 @@ PATHS = {
                 "its console command run-gguf (Llama family: RoPE, RMSNorm, grouped-query attention, SwiGLU)",
 }
 COMPUTE = {
-    "public": "FP32 activations; a square weight matrix of a Q8_0 file stays Q8 (re-blocked from 32 to 64), "
-              "every other weight is dequantized to FP32 at load (SmqModelLoader falls back where the importer's "
-              "row/column order does not match the layer's)",
+    "public": "FP32: every weight is dequantized to FP32 at load, whatever the file's format (SmqModelLoader keeps a "
+              "quantized weight only in a Linear layer it finds as a direct field, which for this model is the LM "
+              "head alone, and the LM head refuses it: the importer orders rows and columns as GGUF does)",
     "run-gguf": "FP32: GgufModelLoader dequantizes every weight to FP32 at load, whatever the file's format",
+}
+# What the path is known to leave undone for the models it accepts (images/smallmind/README.md cites the lines).
+KNOWN = {
+    "public": ["the learned position embeddings stay random: llama.cpp's GGUF names them position_embd.weight, "
+               "SmallMind's model pos_embd.weight, and only equal names are copied"],
+    "run-gguf": ["a GGUF vocabulary without BPE merges (SentencePiece, e.g. the Llama-2 one) gets SmallMind's "
+                 "token-table fallback tokenizer (smallmind_loaded.smallmind.tokenizer.type says which ran)"],
 }
 
 
@@ -62,13 +69,14 @@ def limits(path: str, loaded: dict) -> dict:
     """What SmallMind does not let a caller set, as it was for this CELL."""
     count = loaded["runtime"]["processor_count"]
     return {
-        "threads": f"SmallMind reads no thread setting (SmallMindOptions.ThreadCount is stored and never read); its "
-                   f"Parallel.For loops follow .NET's processor count, {count} here (the CELL's CPUs); the threads "
-                   f"used are counted from per-thread CPU",
+        "threads": f"SmallMind reads no thread setting (SmallMindOptions.ThreadCount is checked and stored, never "
+                   f"used); its Parallel.For loops follow .NET's processor count, {count} here (the CELL's CPUs); the "
+                   f"threads used are counted from per-thread CPU",
         "compute": COMPUTE[path],
         "end_of_sequence": "SmallMind stops at its tokenizer's end-of-sequence id and has no option to go on; a "
                            "repetition that stopped early is listed in short_repetitions",
         "sampling": "greedy through top-k 1 at temperature 1.0, top-p 1.0, seed 42 (SmallMind refuses temperature 0)",
+        "known_gaps": KNOWN[path],
     }
 
 

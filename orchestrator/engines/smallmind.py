@@ -12,8 +12,8 @@ upstream lines for every fact used here):
   SwiGLU and tied embeddings, every weight dequantized to FP32.
 
 On both paths the threads follow .NET's processor count (SmallMind reads no thread
-setting), compute is FP32 except where the public path keeps a quantized weight, and
-generation stops at end-of-sequence. :func:`supports` refuses, at validation, a model or
+setting), every weight is dequantized to FP32 at load, and generation stops at
+end-of-sequence. :func:`supports` refuses, at validation, a model or
 format the chosen path cannot run faithfully.
 """
 
@@ -89,8 +89,9 @@ ENGINE = Engine(
     formats=FORMATS,
     description="SmallMind (C#, .NET 10) in process, timed per token id. Option path: 'public' (SmallMindFactory, "
                 "GGUF import; GPT-2 small only) or 'run-gguf' (its GgufModelLoader + InferenceSession, as its "
-                "run-gguf command; Llama family, FP32). Greedy through top-k 1; stops at end-of-sequence; threads "
-                "follow .NET's processor count (the CELL's CPUs), counted from per-thread CPU; Q4_0/Q4_1 refused.",
+                "run-gguf command; Llama family). FP32 compute on both; greedy through top-k 1; stops at "
+                "end-of-sequence; threads follow .NET's processor count (the CELL's CPUs), counted from per-thread "
+                "CPU; Q4_0/Q4_1 refused.",
     tmpfs_size="2g",
     supports=supports,
     options=declare({

@@ -102,7 +102,7 @@ def test_run_gguf_counts_the_prompt_with_smallminds_tokenizer_and_records_its_li
     assert extra["finish_reasons"] == ["EndOfSequence", "MaxTokens", "EndOfSequence"]
     assert extra["prompt"]["smallmind_prompt_ids"] == [1, 7, 7, 9]
     assert "prompt_ids" not in extra["smallmind_loaded"]["smallmind"]
-    assert "never read" in extra["limits"]["threads"] and "1 here" in extra["limits"]["threads"]
+    assert "never used" in extra["limits"]["threads"] and "1 here" in extra["limits"]["threads"]
     assert "FP32" in extra["limits"]["compute"] and "end-of-sequence" in extra["limits"]["end_of_sequence"]
     assert document["engine"]["version"] == "git-e84483fcf4f6bb84a751432d09822eb69510043a"
     assert document["engine"]["build"]["nuget_packages"] == ["microsoft.sourcelink.github/8.0.0 sha512:abc"]
@@ -116,6 +116,7 @@ def test_the_public_path_is_the_default_and_says_who_counted_the_prompt(runner, 
     assert {r["prompt_tokens"] for r in document["repetitions"]} == {3}
     assert "reports no count" in document["extra"]["prompt"]["prompt_tokens_counted_by"]
     assert document["extra"]["prompt"]["smallmind_prompt_ids"] is None
+    assert "position_embd.weight" in document["extra"]["limits"]["known_gaps"][0]
 
 
 def test_a_line_without_the_prefix_is_smallminds_own_output_and_a_bad_event_is_refused(runner):

@@ -16,7 +16,8 @@ using OrchestrateSmallMind;
 
 if (args.Length != 7)
 {
-    Console.Error.WriteLine("usage: GgufInferenceDemo public|run-gguf MODEL THREADS GEN_TOKENS WARMUP REPETITIONS PROMPT_FILE");
+    Console.Error.WriteLine(
+        "usage: GgufInferenceDemo public|run-gguf MODEL THREADS GEN_TOKENS WARMUP REPETITIONS PROMPT_FILE");
     return 2;
 }
 try

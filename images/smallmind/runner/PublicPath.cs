@@ -25,7 +25,7 @@ internal sealed class PublicPath : IGenerator
             ModelPath = modelPath,
             AllowGgufImport = true,
             GgufCacheDirectory = "/tmp/smallmind-gguf-cache",
-            ThreadCount = threads,  // stored by SmallMind, never read: recorded as such
+            ThreadCount = threads,  // checked and stored by SmallMind, never used: recorded as such
             MaxContextTokens = MaxContextTokens,
             EnableKvCache = true,
         });
