@@ -153,13 +153,37 @@ def _check_cells(built: Matrix, data: dict, index) -> Matrix:
     from orchestrator import plan  # plan imports this module
 
     source = built.source
-    if not plan.expand(built):
+    cells = plan.expand(built)
+    if not cells:
         rules = ("include",) if data.get("include") else ("exclude",)
         raise InputError(source, [Problem(source, rules[0], _line_for(index, rules),
                                           "the include/exclude rules leave no cell to run",
                                           "rules that keep at least one cell")])
+    refused = _unsupported(built, cells, index)
+    if refused:
+        raise InputError(source, refused)
     warnings = bounds.rule_warnings(data, lambda path: f"{source}:{_line_for(index, path)}")
     return replace(built, warnings=tuple(warnings))
+
+
+def _unsupported(built: Matrix, cells, index) -> list[Problem]:
+    """A Problem for each engine x model x format of the PLAN that its ENGINE says it cannot run (Engine.supports)."""
+    known = catalogue.load()
+    variants = [(e.name, e.options_json) for e in built.engines]
+    problems, asked = [], set()
+    for cell in cells:
+        key = (cell.engine, cell.engine_options_json, cell.model, cell.format)
+        if key in asked:
+            continue
+        asked.add(key)
+        reason = ENGINES[cell.engine].supports(known[cell.model], cell.format, cell.engine_options)
+        if reason:
+            path = ("engines", variants.index(key[:2]))
+            rule = f"{{engine: {cell.engine}, model: {cell.model}, format: {cell.format}}}"
+            problems.append(Problem(built.source, schemas.json_path(path), _line_for(index, path),
+                                    f"engine {cell.engine} cannot run model {cell.model!r} as {cell.format}: {reason}",
+                                    f"a model and format it runs, or an exclude rule {rule}"))
+    return problems
 
 
 # YAML 1.1 reads a float only with a dot and a signed exponent: 1e3 and 1.0e3 are strings.

@@ -9,6 +9,10 @@ raises ImageBuildError naming what is missing and how to provide it.
 A Dockerfile declares a source it fetches with a comment line:
 
     # orchestrate-needs: https://github.com/owner/repo unless SOURCE_ARG=local
+    # orchestrate-needs: ${FEED_ARG} unless FEED_ARG=local
+
+(an ARG in the address is replaced by its value, so a mirror given as a build argument is
+the one probed).
 
 Debian bases named by ``ARG BASE_IMAGE`` are left to baseimage.py, which can make them.
 """
@@ -68,7 +72,9 @@ def needs(dockerfile: str, buildargs: dict | None = None) -> Needs:
                 bases.append((named.group(1) if named else None, image))
         if stage:
             stages.add(stage.lower())
-    sources = [url for url, arg, value in NEEDS_LINE.findall(dockerfile) if not (arg and args.get(arg) == value)]
+    # A source may name an ARG (`${NUGET_SOURCE}`): the probe then goes where the build will go.
+    sources = [_expand(url, args) for url, arg, value in NEEDS_LINE.findall(dockerfile)
+               if not (arg and args.get(arg) == value)]
     return Needs(tuple(dict.fromkeys(bases)), tuple(dict.fromkeys(sources)))
 
 
@@ -127,8 +133,8 @@ def check(docker: Images, name: str, tag: str, dockerfile: str, buildargs: dict 
     for url in wanted.sources:
         why = probe(url)
         if why is not None:
-            missing.append(f"the source {url} cannot be reached ({why}); see images/{name}/README.md for building "
-                           "from a local checkout instead")
+            missing.append(f"the source {url} cannot be reached ({why}); see images/{name}/README.md for what to "
+                           "use instead (a local checkout, a local feed or a mirror)")
     if missing:
         raise ImageBuildError(tag, f"images/{name} cannot be built on this machine: " + "; ".join(missing))
     return instead

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from orchestrator.engines.options import declare
+
+
+def runs_everything(entry: Any, fmt: str, options: dict) -> str | None:
+    """The default ``supports``: every model in every format the ENGINE reads."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -32,3 +38,7 @@ class Engine:
     tmpfs_size: str = "256m"
     # Workload kinds its runner runs (docs/contract.md): the PLAN leaves out the others.
     workloads: frozenset[str] = frozenset({"generate"})
+    # Whether it can run a model (its catalogue.Entry) in a format it reads, with a CELL's options:
+    # None when it can, else the reason. `orchestrate validate` refuses a MATRIX with a CELL it
+    # cannot run, naming the reason, instead of letting that CELL run into garbage.
+    supports: Callable[[Any, str, dict], str | None] = runs_everything

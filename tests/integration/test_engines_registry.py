@@ -2,7 +2,7 @@
 none is reachable, and a real build and CELL where one is.
 
 The real build is the only test of the suite that may skip: where the official base images
-(and, for SmallMind, GitHub) cannot be had, it says so with the reason the build gave.
+(and, for SmallMind, GitHub and NuGet) cannot be had, it says so with the reason the build gave.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import execute, images, plan
+from orchestrator import catalogue, execute, images, plan
 from orchestrator.cpuset import Assignment
 from orchestrator.engines import ENGINES
 from orchestrator.errors import ImageBuildError
@@ -47,9 +47,13 @@ def test_real_image_builds_and_runs_a_cell(name, docker, logs_dir, tinystories, 
             pytest.skip(f"{name}: {exc}")  # no registry (or GitHub) here: the only skip the suite allows
         raise
     workload = Workload(name="registry", prompt="Once upon a time", gen_tokens=8, prompt_tokens=16)
-    coordinates = {"engine": name, "engine_options": {}, "model": "tinystories-15m", "format": "gguf-f32",
+    # SmallMind runs this Llama-family model along its run-gguf path (its public path builds GPT-2 small only)
+    options = {"path": "run-gguf"} if name == "smallmind" else {}
+    assert ENGINES[name].supports(catalogue.get("tinystories-15m"), "gguf-f32", options) is None
+    coordinates = {"engine": name, "engine_options": options, "model": "tinystories-15m", "format": "gguf-f32",
                    "threads": 1, "workload": workload.__dict__}
-    cell = plan.Cell(plan.cell_id(coordinates), name, "{}", "tinystories-15m", "gguf-f32", 1, workload)
+    cell = plan.Cell(plan.cell_id(coordinates), name, json.dumps(options, sort_keys=True, separators=(",", ":")),
+                     "tinystories-15m", "gguf-f32", 1, workload)
     settings = CellSettings("registry", cell, image, tinystories["gguf-f32"],
                             Assignment(cpus=(0,), mems=None, host_core_reserved=False), 0, 2, 4 * 2**30, 600.0,
                             "registry")

@@ -88,3 +88,26 @@ def test_a_base_loaded_from_an_archive_without_its_digest_is_built_on_by_tag():
     docker = FakeDocker(local={"ollama/ollama:0.33.1", f"mcr.microsoft.com/dotnet/sdk:10.0@sha256:{'b' * 64}"})
     instead = prereqs.check(docker, "ollama", "t", DOCKERFILE, {"SOURCE": "local"})
     assert instead == {"BASE_IMAGE": "ollama/ollama:0.33.1"} and docker.pulled == []
+
+
+def test_smallmind_needs_its_repository_and_a_nuget_feed_each_with_a_local_stand_in():
+    dockerfile = (images.IMAGES_DIR / "smallmind" / "Dockerfile").read_text()
+    repo, nuget = "https://github.com/justinamiller/SmallMind", "https://api.nuget.org/v3/index.json"
+    assert prereqs.needs(dockerfile).sources == (repo, nuget)
+    assert prereqs.needs(dockerfile, {"SMALLMIND_SOURCE": "local"}).sources == (nuget,)
+    assert prereqs.needs(dockerfile, {"NUGET_SOURCE": "local"}).sources == (repo,)
+    mirror = "https://nuget.example.org/v3/index.json"  # a mirror given as a build argument is the one probed
+    assert prereqs.needs(dockerfile, {"SMALLMIND_SOURCE": "local", "NUGET_SOURCE": mirror}).sources == (mirror,)
+    assert prereqs.needs(dockerfile, {"SMALLMIND_SOURCE": "local", "NUGET_SOURCE": "local"}).sources == ()
+    bases = dict(prereqs.needs(dockerfile).base_images)
+    assert bases["SDK_IMAGE"].startswith("mcr.microsoft.com/dotnet/sdk:10.0.400@sha256:")
+    assert bases["BASE_IMAGE"].startswith("mcr.microsoft.com/dotnet/runtime:10.0.11@sha256:")
+
+
+def test_an_unreachable_feed_is_named_with_where_to_look_for_a_stand_in():
+    dockerfile = (images.IMAGES_DIR / "smallmind" / "Dockerfile").read_text()
+    docker = FakeDocker(local={ref for _, ref in prereqs.needs(dockerfile).base_images})
+    with pytest.raises(ImageBuildError) as caught:
+        prereqs.check(docker, "smallmind", "t", dockerfile, {"SMALLMIND_SOURCE": "local"}, probe=lambda url: "refused")
+    assert "the source https://api.nuget.org/v3/index.json cannot be reached (refused)" in str(caught.value)
+    assert "a local checkout, a local feed or a mirror" in str(caught.value)
