@@ -63,3 +63,5 @@ def test_real_image_builds_and_runs_a_cell(name, docker, logs_dir, tinystories, 
     assert result["engine"]["name"] == name and len(result["repetitions"]) == 2
     # Ollama and SmallMind cannot ignore end-of-sequence: a short generation is judged, never hidden
     assert record["status"] == "ok" or "tokens" in (record["reason"] or ""), json.dumps(record)[:2000]
+    if name == "ollama":  # the thread count read from Ollama's log; the template's stop strings cleared
+        assert result["threads"]["engine_reported"] == 1 and result["extra"]["options"]["stop"] == []
