@@ -25,7 +25,7 @@ from typing import Callable
 
 from orchestrator import __version__, rundata
 from orchestrator.errors import OrchestratorError, ResultError
-from orchestrator.files import archive, beneath, names, reading
+from orchestrator.files import archive, beneath, digest, names, reading
 
 BUNDLE_VERSION = 1
 SUFFIX = ".orchestrate.tar.gz"
@@ -103,8 +103,9 @@ def model_folder(key: str, recorded_path: str | None) -> Path | None:
         folder = None
     if folder is not None and (folder / "manifest.json").is_file():
         return folder
-    for parent in Path(recorded_path or "/").parents:
-        if (parent / "manifest.json").is_file():
+    store = models.store_root().resolve()
+    for parent in Path(recorded_path or "/").parents:  # a path from run.json: only a folder of the store counts
+        if parent.parent == store and (parent / "manifest.json").is_file() and not parent.is_symlink():
             return parent
     return None
 
@@ -150,9 +151,9 @@ def write(run_dir: Path, out: Path | None = None, with_images: bool = False, wit
                 tar.add(folder / "manifest.json", f"models/{folder.name}/manifest.json")
                 if with_models:
                     progress(f"adding model files of {folder.name}")
-                    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"
-                                       and not any(part.startswith(".") for part in p.relative_to(folder).parts)):
-                        tar.add(path, f"models/{folder.name}/{path.relative_to(folder).as_posix()}")
+                    for rel in digest.tree_files(folder, folder):  # a link or special file is refused
+                        if rel != "manifest.json" and not any(part.startswith(".") for part in rel.split("/")):
+                            tar.add(folder / rel, f"models/{folder.name}/{rel}")
             if with_images:
                 _add_images(tar, run, out.parent, progress)
         os.replace(partial, out)

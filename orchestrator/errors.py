@@ -23,10 +23,18 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        text = f"{where}: {self.path or '(top level)'}: {self.message}"
+        text = f"{where}: {self.path or '(top level)'}: {_capped(self.message)}"
         if self.allowed:
-            text += f" (allowed: {self.allowed})"
+            text += f" (allowed: {_capped(self.allowed)})"
         return text
+
+
+MAX_MESSAGE_CHARS = 500  # of one problem's message: a value quoted in it (a 900 KB option, say) is cut
+MAX_PROBLEMS_LISTED = 50
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else f"{text[:MAX_MESSAGE_CHARS]}... [{len(text) - MAX_MESSAGE_CHARS} more characters]"
 
 
 class InputError(OrchestratorError):
@@ -37,8 +45,12 @@ class InputError(OrchestratorError):
     def __init__(self, file: str, problems: list[Problem]):
         self.file = file
         self.problems = problems
-        lines = "\n  ".join(str(p) for p in problems)
-        super().__init__(f"{file} has {len(problems)} problem(s):\n  {lines}")
+        lines = "\n  ".join(str(p) for p in problems[:MAX_PROBLEMS_LISTED])
+        more = f"\n  ... and {len(problems) - MAX_PROBLEMS_LISTED} more" if len(problems) > MAX_PROBLEMS_LISTED else ""
+        super().__init__(f"{file} has {len(problems)} problem(s):\n  {lines}{more}")
+
+    def __reduce__(self):
+        return type(self), (self.file, self.problems)
 
 
 class UsageError(OrchestratorError):
@@ -72,6 +84,7 @@ class ImageBuildError(OrchestratorError):
 
     def __init__(self, image: str, message: str, log_tail: str = "", log_path: str | None = None):
         self.image = image
+        self.message = message
         self.log_tail = log_tail
         self.log_path = log_path
         text = f"building image {image} failed: {message}"
@@ -80,6 +93,9 @@ class ImageBuildError(OrchestratorError):
         if log_tail:
             text += "\n  last lines of the build log:\n    " + "\n    ".join(log_tail.splitlines())
         super().__init__(text)
+
+    def __reduce__(self):
+        return type(self), (self.image, self.message, self.log_tail, self.log_path)
 
 
 class ModelError(OrchestratorError):

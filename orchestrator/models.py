@@ -186,7 +186,7 @@ def _make_from_gguf(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Pat
                              "--spec", "/spec/spec.json", "--out", "/out"],
              (Mount(str(model_dir), "/models"), Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
              f"making {entry.id} from {source}", logs_dir / f"make-{entry.id}.log", progress)
-    report = json.loads((work / "manifest.json").read_text(encoding="utf-8"))
+    report = tool_report(work / "manifest.json")
     maker_report = {k: report.get(k) for k in ("parameters", "weights", "tokenizer", "versions")}
     tool = _tool_record(maker)
     _install(model_dir, work / "hf", "safetensors",
@@ -197,6 +197,17 @@ def _make_from_gguf(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Pat
              {**tool, "tool": "llama.cpp convert_hf_to_gguf.py --outtype f32", "parent": _parent(model_dir, "safetensors")})
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(spec_dir, ignore_errors=True)
+
+
+def tool_report(path: Path) -> dict:
+    """What a tool container wrote about its work (JSON, bounded, strict, an object), or ModelError."""
+    try:
+        report = reading.parse_json(reading.read_regular(path, MAX_MANIFEST_BYTES, contained=True), str(path))
+    except reading.Refused as exc:
+        raise ModelError(f"the tool's report {path} cannot be read: {exc.detail}") from None
+    if not isinstance(report, dict):
+        raise ModelError(f"the tool's report {path} is not a JSON object")
+    return report
 
 
 def _with_parents(formats: list[str], parents: dict[str, str]) -> list[str]:
@@ -243,7 +254,7 @@ def _make_base(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, pr
              (Mount(str(spec_dir), "/spec"), Mount(str(work), "/out", read_only=False)),
              f"making {entry.id}", logs_dir / f"make-{entry.id}.log", progress)
     tool = _tool_record(maker)
-    report = json.loads((work / "manifest.json").read_text(encoding="utf-8")) if (work / "manifest.json").is_file() else {}
+    report = tool_report(work / "manifest.json") if os.path.lexists(work / "manifest.json") else {}
     tokenizer = report.get("tokenizer", {})
     matched = tokenizer.get("test_vectors_matched", tokenizer.get("sentencepiece_matched"))
     if not tokenizer.get("test_vectors") or matched != tokenizer.get("test_vectors"):

@@ -155,7 +155,7 @@ def ids_for(docker: Docker, text: Text, model_folder: Path, root: Path, logs_dir
     """The text tokenized by the model's Hugging Face tokenizer (made once, then reused)."""
     from orchestrator import images
     from orchestrator.dockerapi import Mount
-    from orchestrator.models import run_tool, sha256_of
+    from orchestrator.models import run_tool, sha256_of, tool_report
 
     home = folder(text, root)
     target = home / "ids" / f"{model_folder.name}.ids.json"
@@ -182,7 +182,9 @@ def ids_for(docker: Docker, text: Text, model_folder: Path, root: Path, logs_dir
             os.replace(work / "ids.json", target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    ids = json.loads(target.read_text(encoding="utf-8"))["ids"]
+    ids = tool_report(target).get("ids")
+    if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+        raise ModelError(f"{target} holds no list of token ids")
     return EvalIds(text.id, target, sha256_of(target), len(ids))
 
 

@@ -33,6 +33,9 @@ class Refused(OrchestratorError):
         self.detail = detail
         super().__init__(f"{where}: {detail}")
 
+    def __reduce__(self):  # raised in a report's worker process, it travels back pickled
+        return type(self), (self.where, self.detail)
+
 
 def parts_below(root: str | Path, path: str | Path) -> list[str]:
     """The components of ``path`` below ``root`` (lexically; '..' and absolute escapes refused)."""
