@@ -128,6 +128,20 @@ def plausibility_problems(result: dict) -> list[str]:
     return problems
 
 
+MIN_MEASURED_S = 1e-9  # no clock of a CELL resolves less than a nanosecond
+
+
+def divisor_problems(result: dict) -> list[str]:
+    """Times of a RESULT that every rate divides by and that no clock can have measured (above 0, below 1 ns):
+    read back from elsewhere, such a time would make a rate infinite (pure)."""
+    found = [("load_time_s", result["load_time_s"])]
+    for rep in result["repetitions"]:
+        found += [(f"repetition {rep.get('index')}: {k}", rep[k]) for k in ("prefill_s", "decode_s", "ttft_s", "time_s")
+                  if isinstance(rep.get(k), (int, float))]
+    return [f"{what} is {value:g} s, shorter than any clock measures ({MIN_MEASURED_S:g} s)"
+            for what, value in found if 0 < abs(value) < MIN_MEASURED_S]
+
+
 def judge(job: dict, exit_code: int | None, oom_killed: bool, timed_out: bool, log_tail: str,
           result_path: Path) -> tuple[CellStatus, str | None, dict | None]:
     """The CELL's status, the reason when not ok (at most MAX_REASON_CHARS), and its RESULT when valid.
@@ -231,7 +245,8 @@ def read_record(path: Path, root: Path | None = None) -> dict:
     """One CELL record, read like a RESULT (bounded, strict, no link beneath ``root``: by default its own
     folder) and validated; ResultError says why not.
 
-    Plausibility is judged once, when the CELL ends (judge); a record is not re-judged here.
+    Its RESULT's plausibility is checked again (a record may come from elsewhere, and every rate divides by
+    its times), its consistency with the job is not.
     """
     try:
         record = reading.parse_json(reading.read_regular(path, MAX_RECORD_BYTES, root=root, contained=True),
@@ -241,4 +256,8 @@ def read_record(path: Path, root: Path | None = None) -> dict:
     schemas.check("record", record, str(path))
     if record["status"] == "ok" and record["result"] is None:
         raise ResultError(f"{path}: status ok but it holds no RESULT")
+    if record["result"] is not None:  # a record from elsewhere: the times every rate divides by
+        tiny = divisor_problems(record["result"])
+        if tiny:
+            raise ResultError(f"{path}: " + "; ".join(tiny[:3]))
     return record

@@ -55,13 +55,20 @@ def problems(name: str, document) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+MESSAGE_CHARS = 300  # of one schema message: jsonschema quotes the whole offending value
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MESSAGE_CHARS else f"{text[:MESSAGE_CHARS]}... [{len(text) - MESSAGE_CHARS} more characters]"
+
+
 def check(name: str, document, what: str) -> None:
     """Raise ResultError naming ``what`` if ``document`` violates schema ``name``."""
     from orchestrator.errors import ResultError
 
     found = problems(name, document)
     if found:
-        detail = "; ".join(f"{p or '(top level)'}: {m}" for p, m in found[:5])
+        detail = "; ".join(f"{p or '(top level)'}: {_cut(m)}" for p, m in found[:5])
         raise ResultError(f"{what} does not match schemas/{name}.schema.json: {detail}")
 
 

@@ -97,7 +97,8 @@ class _Walk:
             raise self.refuse(f"it unpacks to more than {self.caps.stream_bytes} bytes (the cap)")
         data = self.stream.read(size)
         if len(data) != size:
-            raise self.refuse("it ends in the middle of a member (truncated)")
+            raise self.refuse("it holds no tar archive (it is empty)" if self.read_bytes == size and not data else
+                              "it ends in the middle of a member (truncated)")
         return data
 
     def run(self) -> list[str]:

@@ -41,7 +41,12 @@ class SafeStream:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        self.stream.write(escape(text))
+        safe = escape(text)
+        try:
+            self.stream.write(safe)
+        except UnicodeEncodeError:  # a terminal in an ASCII locale: non-ASCII letters as escapes, not a crash
+            encoding = getattr(self.stream, "encoding", None) or "ascii"
+            self.stream.write(safe.encode(encoding, "backslashreplace").decode(encoding))
         return len(text)
 
     def __getattr__(self, name: str):

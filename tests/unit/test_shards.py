@@ -148,7 +148,7 @@ def run_document(**extra):
             "started_at": "2026-01-01T00:00:00+00:00", "finished_at": None,
             "orchestrator": {"version": "0", "git_commit": None}, "matrix": {"path": "m", "text": "", "expanded": []},
             "plan_order": [], "images": {}, "models": {},
-            "host": {"fingerprint": "f", "frequency": {}, "cgroup_version": 2, "docker": {}}, **extra}
+            "host": {"fingerprint": "f", "frequency": {"ghz": None, "source": None, "reason": "not read in this test"}, "cgroup_version": 2, "docker": {}}, **extra}
 
 
 def test_run_schema_takes_the_shard_and_ci_context():
