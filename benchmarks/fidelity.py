@@ -92,7 +92,7 @@ def samples(record: dict) -> dict[str, list[float]]:
 
 def containers(run_dir: Path, record: dict) -> list[dict]:
     """The records of every container that ran a CELL: one per round, or the CELL's own record."""
-    from orchestrator import rounds
+    from orchestrator.execute import rounds
 
     batches = [b.record for b in rounds.load_batches(run_dir / "cells" / record["cell_id"])]
     return [b for b in batches if b["status"] == "ok"] or [record]
@@ -110,7 +110,7 @@ def row(record: dict, run_dir: Path | None = None) -> dict:
     one container by a few percent (ours against ours), so the CELL's ratio is the median of
     the rounds' ratios, with its order-statistics interval (orchestrator/certainty.py).
     """
-    from orchestrator import certainty
+    from orchestrator.stats import certainty
 
     found = containers(run_dir, record) if run_dir else [record]
     parts = [samples(r) for r in found]
@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", help="an earlier RUN folder to read instead of running")
     args = parser.parse_args(argv)
 
-    from orchestrator import matrix, results
+    from orchestrator.matrix import matrixfile
+    from orchestrator.results import recordfiles
     from orchestrator.run import execute_run
 
     if args.run:
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         text = matrix_text(args.model, args.formats.split(","), args.threads, args.repetitions,
                            args.prompt_tokens, args.gen_tokens, args.rounds)
-        run_dir = execute_run(matrix.parse(text, "fidelity.yaml"), Path(args.results), print)
-    run, records = results.read_run(run_dir)
+        run_dir = execute_run(matrixfile.parse(text, "fidelity.yaml"), Path(args.results), print)
+    run, records = recordfiles.read_run(run_dir)
     rows = [row(r, run_dir) for r in records if r["status"] == "ok"]
     print(f"RUN {run['run_id']} on {run['host']['cpu']['brand']} ({run_dir})")
     print(table(rows))

@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-from orchestrator import cliargs, report
-from orchestrator.errors import DockerError, ModelError, OrchestratorError, ResultError, UsageError
+from orchestrator import cliargs
+from orchestrator.errors import (
+    DockerError,
+    ModelError,
+    OrchestratorError,
+    ResultError,
+    UsageError,
+)
 from orchestrator.files import terminal
 
 
@@ -24,16 +30,16 @@ class _OnFirstUse:
         return getattr(importlib.import_module(self._name), attr)
 
 
-catalogue, images, matrix, models, plan, results = (
-    _OnFirstUse(f"orchestrator.{name}") for name in ("catalogue", "images", "matrix", "models", "plan", "results"))
+# Every module a command needs, imported when the command first uses it: `--help`, `validate` and `plan`
+# must not load pandas or the Docker SDK. This table is the one place the command line defers imports.
+(bundle, catalogue, cgroup, ci, comparereport, conductor, cpuset, dockerapi, engines, imagebuild, machines,
+ matrixfile, mergereport, modelstore, ownership, planner, progress, ratios, recordfiles, reproduce, resume, sysinfo,
+ writer) = (_OnFirstUse(f"orchestrator.{name}") for name in (
+    "compare.bundle", "models.catalogue", "host.cgroup", "host.ci", "compare.comparereport", "run",
+    "host.cpuset", "host.dockerapi", "engines", "images.imagebuild", "merge.machines", "matrix.matrixfile",
+    "report.mergereport", "models.modelstore", "execute.ownership", "plan.planner", "execute.progress",
+    "compare.ratios", "results.recordfiles", "reproduce", "execute.resume", "host.sysinfo", "report.writer"))
 engine_options = _OnFirstUse("orchestrator.engines.options")
-
-
-def read_run(run_dir: Path):
-    """run.json and the validated records of a RUN folder."""
-    return results.read_run(run_dir)
-
-
 
 
 def _say(text: str) -> None:
@@ -41,10 +47,8 @@ def _say(text: str) -> None:
 
 
 def cmd_validate(args) -> int:
-    from orchestrator import cpuset, sysinfo
-
-    loaded = matrix.load(args.matrix)
-    cells = plan.expand(loaded)
+    loaded = matrixfile.load(args.matrix)
+    cells = planner.expand(loaded)
     cpuset.place(cells, loaded, sysinfo.topology())  # what `run` refuses on this host, validate refuses first
     for warning in loaded.warnings:
         _say(f"warning: {warning}")
@@ -55,28 +59,26 @@ def cmd_validate(args) -> int:
 def cmd_plan(args) -> int:
     if args.shards is not None and args.shards < 1:
         raise UsageError(f"--shards {args.shards}: a PLAN is split into 1 or more shards")
-    cells = plan.expand(matrix.load(args.matrix))
+    cells = planner.expand(matrixfile.load(args.matrix))
     if args.runners is not None and not args.github_matrix:
         raise UsageError("--runners goes with --github-matrix")
     if args.github_matrix:
-        found = plan.github_matrix(cells, args.shards or 1)
+        found = planner.github_matrix(cells, args.shards or 1)
         if args.runners is not None:  # each shard on each runner label set: one job per pair
-            from orchestrator import ci
-
             runners = ci.runner_sets(args.runners)
             ci.check_job_count(len(runners), len(found["shard"]))
             found = {"runner": runners, **found}
         print(json.dumps(found, separators=(",", ":")))
     elif args.shards and args.json:
-        print(json.dumps(plan.shards_json(cells, args.shards), indent=2))
+        print(json.dumps(planner.shards_json(cells, args.shards), indent=2))
     elif args.shards:
-        for number, part in enumerate(plan.split(cells, args.shards), 1):
+        for number, part in enumerate(planner.split(cells, args.shards), 1):
             print(f"shard {number}/{args.shards}: {len(part)} cells")
             for cell in part:
                 print(f"  {cell.cell_id}  {cell.label()}")
         print(f"{len(cells)} cells in {args.shards} shards")
     elif args.json:
-        print(json.dumps([plan.to_json(c) for c in cells], indent=2))
+        print(json.dumps([planner.to_json(c) for c in cells], indent=2))
     else:
         for cell in cells:
             print(f"{cell.cell_id}  {cell.label()}")
@@ -85,52 +87,44 @@ def cmd_plan(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from orchestrator import combine
-
-    merged = combine.combine(combine.load([Path(d) for d in args.run_dirs]), args.allow_mixed_settings)
+    merged = machines.combine(machines.load([Path(d) for d in args.run_dirs]), args.allow_mixed_settings)
     for line in merged.mixed:
         _say(f"warning: settings differ between the RUNs: {line}")
-    written = combine.write(merged, Path(args.out))
-    print(combine.summary(merged))
+    written = mergereport.write(merged, Path(args.out))
+    print(mergereport.summary(merged))
     print(f"TABLE: {written['cells.md']} (also cells.csv, cells.json, repetitions.*)")
     print(f"REPORT: {written['report.html']}")
     for cell_id, reason in merged.refused.items():
         _say(f"refused {cell_id}: {reason}")
-    missing = combine.unmeasured(merged.cells) if args.require_measured else []
+    missing = machines.unmeasured(merged.cells) if args.require_measured else []
     for line in missing:
         _say(f"not measured: {line}")
     return ResultError.exit_code if merged.refused or missing else 0
 
 
 def cmd_run(args) -> int:
-    from orchestrator.run import execute_run
-
     resumed = None
     if args.resume:  # the MATRIX, shard and seed are the RUN's own, from its run.json
-        from orchestrator import resume
-
         if args.shard or args.matrix is not None:
             raise UsageError("--resume takes the MATRIX and shard from the RUN's run.json: give neither")
         resumed, loaded, shard = resume.load(Path(args.resume))
         args.results = str(Path(args.resume).resolve().parent)
     else:
-        loaded = matrix.load(args.matrix or "matrix.yaml")
-        shard = plan.parse_shard(args.shard) if args.shard else None
+        loaded = matrixfile.load(args.matrix or "matrix.yaml")
+        shard = planner.parse_shard(args.shard) if args.shard else None
     for warning in loaded.warnings:
         _say(f"warning: {warning}")
-    from orchestrator import progress as run_progress
-
     # A live view in a terminal; plain lines on stderr when piped; nothing with -q.
-    events = (run_progress.Events(lambda _: None) if args.quiet else run_progress.LiveView(_live_console())
-              if sys.stderr.isatty() else run_progress.Events(_say))
+    events = (progress.Events(lambda _: None) if args.quiet else progress.LiveView(_live_console())
+              if sys.stderr.isatty() else progress.Events(_say))
     try:
-        run_dir = execute_run(loaded, Path(args.results), events, shard=shard, resume_run=resumed)
+        run_dir = conductor.execute_run(loaded, Path(args.results), events, shard=shard, resume_run=resumed)
     finally:
         events.close()
-    run, records = read_run(run_dir)
+    run, records = recordfiles.read_run(run_dir)
     failed = [r for r in records if r["status"] != "ok"]
     if args.json:
-        print(json.dumps(run_progress.summary(run, run_dir, records), indent=2))
+        print(json.dumps(progress.summary(run, run_dir, records), indent=2))
         return 1 if failed else 0
     print(f"RUN {run['run_id']}: {len(records) - len(failed)} ok, {len(failed)} not ok")
     print(f"TABLE: {run_dir / 'tables' / 'cells.md'} (also cells.csv, cells.json, repetitions.*)")
@@ -139,28 +133,24 @@ def cmd_run(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from orchestrator.dockerapi import Docker
-
     names = args.images or [e.image_dir for e in _engines(include_tests=False)]
     buildargs = dict(cliargs.build_arg(a) for a in args.build_arg)
-    docker = Docker()
+    docker = dockerapi.Docker()
     logs = Path(args.logs)
     for name in names:
-        built = images.ensure(docker, name, logs, _say, buildargs)
+        built = imagebuild.ensure(docker, name, logs, _say, buildargs)
         print(f"{name}: {built.tag} {built.id} ({'built' if built.rebuilt else 'up to date'})")
     return 0
 
 
 def cmd_prepare(args) -> int:
-    from orchestrator.run import prepare
-
     def images_ready(found: dict) -> None:
         # One line per IMAGE ready to run (`image TAG`, each tag once), printed before any model is made: a CI
         # job saves these tags even when a model then fails.
         for tag in dict.fromkeys(image["tag"] for image in found.values() if not image.get("error")):
             print(f"image {tag}", flush=True)
 
-    done = prepare([matrix.load(m) for m in args.matrices], Path(args.logs), _say, images_ready)
+    done = conductor.prepare([matrixfile.load(m) for m in args.matrices], Path(args.logs), _say, images_ready)
     failed = {engine: image for engine, image in done["images"].items() if image.get("error")}
     for name, item in done["models"].items():
         print(f"model {name} {item['sha256']} {item['path']}")
@@ -173,14 +163,12 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from orchestrator import locks
-
-    results.read_run_file(Path(args.run_dir))  # a run.json that is no bounded regular file is refused before any read
-    run = locks.settle(Path(args.run_dir))  # a RUN whose process is gone is marked interrupted
+    recordfiles.read_run_file(Path(args.run_dir))  # a run.json that is no bounded regular file is refused before any read
+    run = ownership.settle(Path(args.run_dir))  # a RUN whose process is gone is marked interrupted
     if run and run.get("status") in ("interrupted", "running", "failed"):
         _say(f"RUN {run.get('run_id')} is {run['status']}" + (f": {run['error']}" if run.get("error") else ""))
     broken: list = []  # records that cannot be read: the TABLE holds the others, and the exit code is 5
-    written = report.write(Path(args.run_dir), broken)
+    written = writer.write(Path(args.run_dir), broken)
     print(written[f"cells.{args.format}"].read_text(encoding="utf-8"), end="")
     _say(f"tables written to {Path(args.run_dir) / 'tables'}; report: {written['report.html']}")
     if broken:
@@ -192,10 +180,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    from orchestrator import cgroup, locks
-    from orchestrator.dockerapi import Docker
-
-    docker = Docker()
+    docker = dockerapi.Docker()
     labels = {"orchestrate.run": args.run} if args.run else None
     for name in docker.list_labelled(labels):
         print(f"removing container {name}")
@@ -206,10 +191,10 @@ def cmd_clean(args) -> int:
     for parent in cgroup.leftovers(driver, version, args.run):
         left = cgroup.remove(driver, version, parent)
         print(f"removed cgroup {parent}" if not left else f"cgroup {parent} left: {'; '.join(left)}")
-    for run_dir in locks.settle_all(Path(args.results)):
+    for run_dir in ownership.settle_all(Path(args.results)):
         print(f"RUN {run_dir.name} marked interrupted: its orchestrate process is gone")
     if args.images:
-        tags = docker.remove_images(images.REPOSITORY + "/")
+        tags = docker.remove_images(imagebuild.REPOSITORY + "/")
         print(f"removed {len(tags)} image tag(s)")
     return 0
 
@@ -227,7 +212,7 @@ def cmd_engines(args) -> int:
 def cmd_models(args) -> int:
     root = Path(args.store) if args.store else None
     if args.action == "list":
-        rows = models.listing(root)
+        rows = modelstore.listing(root)
         if args.json:
             print(json.dumps(rows, indent=2))
         for row in rows if not args.json else []:
@@ -239,21 +224,19 @@ def cmd_models(args) -> int:
         return 0
     ids = args.ids or list(catalogue.load())
     if args.action == "prepare":
-        from orchestrator.dockerapi import Docker
-
-        docker = Docker()
+        docker = dockerapi.Docker()
         for model_id in ids:
             entry = catalogue.get(model_id)
-            done = models.prepare(docker, model_id, args.format or list(entry.formats), Path(args.logs), _say, root)
+            done = modelstore.prepare(docker, model_id, args.format or list(entry.formats), Path(args.logs), _say, root)
             for fmt, item in done.items():
                 print(f"{model_id} {fmt}: {item.sha256} {item.size} bytes {item.folder / item.relpath}")
         return 0
     if args.action == "verify":
         bad = []
         for model_id in ids:
-            folder = models.folder(catalogue.get(model_id), root)
+            folder = modelstore.folder(catalogue.get(model_id), root)
             if folder.is_dir():
-                problems = models.verify(folder)
+                problems = modelstore.verify(folder)
                 bad += problems
                 print(f"{model_id}: {'ok' if not problems else 'MISMATCH'} ({folder})")
         for line in bad:
@@ -264,8 +247,8 @@ def cmd_models(args) -> int:
         return 0
     if args.action == "remove":
         for model_id in ids:
-            folder = models.folder(catalogue.get(model_id), root)
-            print(models.remove(folder))
+            folder = modelstore.folder(catalogue.get(model_id), root)
+            print(modelstore.remove(folder))
         return 0
     raise UsageError(f"unknown models action {args.action}")
 
@@ -275,11 +258,9 @@ FAIL_ON_EXIT = 6  # compare/reproduce --fail-on: the comparison broke a rule
 
 def _compare_outcome(text: str, compared, fail_on: list[str]) -> int:
     """Print a comparison; 6 when a --fail-on rule is broken (listed on stderr)."""
-    from orchestrator import compare
-
-    rules = [compare.parse_fail_on(rule) for rule in fail_on]
+    rules = [ratios.parse_fail_on(rule) for rule in fail_on]
     print(text, end="")
-    broken = compare.failures(compared, rules)
+    broken = ratios.failures(compared, rules)
     for line in broken:
         _say(f"fail-on: {line}")
     return FAIL_ON_EXIT if broken else 0
@@ -287,33 +268,23 @@ def _compare_outcome(text: str, compared, fail_on: list[str]) -> int:
 
 def _verdict_settings(args) -> float:
     """The --noise fraction, after checking every --fail-on rule: bad input fails before anything is read."""
-    from orchestrator import compare
-
     for rule in args.fail_on:
-        compare.parse_fail_on(rule)
-    return compare.fraction(args.noise, "--noise")
+        ratios.parse_fail_on(rule)
+    return ratios.fraction(args.noise, "--noise")
 
 
 def cmd_compare(args) -> int:
-    import tempfile
-
-    from orchestrator import bundle, compare, comparereport
-
     noise = _verdict_settings(args)
     with tempfile.TemporaryDirectory(prefix="orchestrate-compare-") as scratch:
         a, b = bundle.open_run(Path(args.a), Path(scratch)), bundle.open_run(Path(args.b), Path(scratch))
     ignore = tuple(name for item in args.ignore for name in item.split(",") if name)
-    compared = compare.compare(a, b, noise, ignore)
+    compared = ratios.compare(a, b, noise, ignore)
     if args.out:
-        from orchestrator.reproduce import write_report
-
-        _say(f"report written to {write_report(Path(args.out), a, b, compared, noise)} (also .csv, .json, .html)")
+        _say(f"report written to {reproduce.write_report(Path(args.out), a, b, compared, noise)} (also .csv, .json, .html)")
     return _compare_outcome(comparereport.EXPORTERS[args.format](a, b, compared, noise), compared, args.fail_on)
 
 
 def cmd_bundle(args) -> int:
-    from orchestrator import bundle
-
     out = bundle.write(Path(args.run_dir), Path(args.out) if args.out else None, args.with_images, args.with_models,
                        _say)
     print(f"bundle: {out} ({out.stat().st_size} bytes)")
@@ -321,19 +292,15 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from orchestrator import reproduce
-
     noise = _verdict_settings(args)
     done = reproduce.reproduce(Path(args.bundle), Path(args.results), args.force, _say, noise=noise)
     _say(f"RUN {done.new.info.run_id} reproduces {done.original.info.run_id}: {done.run_dir}")
-    _say(f"compare report: {done.report} (also compare.csv, compare.json, compare.html)")
+    _say(f"compare report: {done.report} (also compare.csv, ratios.json, compare.html)")
     return _compare_outcome(done.report.read_text(encoding="utf-8"), done.compared, args.fail_on)
 
 
 def _engines(include_tests: bool):
-    from orchestrator.engines import ENGINES
-
-    return [e for e in ENGINES.values() if include_tests or not e.test_only]
+    return [e for e in engines.ENGINES.values() if include_tests or not e.test_only]
 
 
 def parser() -> argparse.ArgumentParser:

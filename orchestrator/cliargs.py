@@ -6,11 +6,12 @@ cli.py runs the commands; this module only describes them (and imports nothing h
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
-from orchestrator import __version__, report
+from orchestrator import __version__
 from orchestrator.errors import UsageError
+from orchestrator.report import exporters
 
 EXIT_CODES = """exit codes:
   0    success (for `run`: every CELL finished ok)
@@ -115,7 +116,7 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
 
     c = add("report", "regenerate a RUN's TABLEs from its stored RESULTs and print one")
     c.add_argument("run_dir", help="a RUN folder, results/<run-id>")
-    c.add_argument("--format", choices=sorted(report.EXPORTERS), default="md", help="what to print (default md)")
+    c.add_argument("--format", choices=sorted(exporters.EXPORTERS), default="md", help="what to print (default md)")
 
     c = add("clean", "list and remove containers and cgroups the orchestrator left (and optionally its images)")
     c.add_argument("--run", help="only containers and cgroups of this run id")

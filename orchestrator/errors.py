@@ -34,7 +34,9 @@ MAX_PROBLEMS_LISTED = 50
 
 
 def _capped(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE_CHARS else f"{text[:MAX_MESSAGE_CHARS]}... [{len(text) - MAX_MESSAGE_CHARS} more characters]"
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}... [{len(text) - MAX_MESSAGE_CHARS} more characters]"
 
 
 class InputError(OrchestratorError):

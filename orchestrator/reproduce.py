@@ -11,14 +11,22 @@ the bundle's (compare.py), writing the report into the new RUN's ``compare/`` fo
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
-from orchestrator import bundle, compare, comparereport, rundata
+from orchestrator.compare import bundle, comparepage, comparereport, ratios
 from orchestrator.errors import ModelError, OrchestratorError
+from orchestrator.files import writing
+from orchestrator.host.dockerapi import Docker
+from orchestrator.matrix import matrixfile
+from orchestrator.models import modelstore
+from orchestrator.plan import planner
+from orchestrator.results import rundata
+from orchestrator.run import execute_run
 
 MakeModels = Callable[[list[str]], Mapping[str, str]]  # ['<model>/<format>', ...] -> sha256 of each, made here
 
@@ -36,7 +44,7 @@ class Reproduced:
     run_dir: Path
     original: rundata.Run
     new: rundata.Run
-    compared: tuple[compare.CellComparison, ...]
+    compared: tuple[ratios.CellComparison, ...]
     forced: tuple[str, ...]
     report: Path
 
@@ -97,8 +105,6 @@ def install_models(folder: Path, document: dict, store: Path, progress: Callable
 
 def make_models(docker, logs_dir: Path, progress: Callable[[str], None]) -> MakeModels:
     """The real MakeModels: prepare each format in the store (making it offline if missing) and hash its bytes."""
-    from orchestrator import models
-
     def made(keys: list[str]) -> dict[str, str]:
         wanted: dict[str, list[str]] = {}
         for key in keys:
@@ -106,9 +112,9 @@ def make_models(docker, logs_dir: Path, progress: Callable[[str], None]) -> Make
             wanted.setdefault(model_id, []).append(fmt)
         out = {}
         for model_id, formats in wanted.items():
-            for fmt, item in models.prepare(docker, model_id, formats, logs_dir, progress).items():
+            for fmt, item in modelstore.prepare(docker, model_id, formats, logs_dir, progress).items():
                 progress(f"hashing {model_id}/{fmt}")
-                out[f"{model_id}/{fmt}"] = models.sha256_of(item.folder / item.relpath, item.folder)
+                out[f"{model_id}/{fmt}"] = modelstore.sha256_of(item.folder / item.relpath, item.folder)
         return out
 
     return made
@@ -116,10 +122,8 @@ def make_models(docker, logs_dir: Path, progress: Callable[[str], None]) -> Make
 
 def reproduce(bundle_path: Path, results_root: Path, force: bool = False, progress: Callable[[str], None] = print,
               models_maker: MakeModels | None = None, execute: Callable | None = None,
-              noise: float = compare.NOISE) -> Reproduced:
+              noise: float = ratios.NOISE) -> Reproduced:
     """Run the bundle's CELLs here and compare; raise NotReproducible / ModelError when refused."""
-    from orchestrator import matrix, plan
-
     with tempfile.TemporaryDirectory(prefix="orchestrate-reproduce-") as scratch:
         folder = bundle.extract(Path(bundle_path), Path(scratch) / "bundle")
         document = bundle.read_manifest(folder)
@@ -139,43 +143,33 @@ def reproduce(bundle_path: Path, results_root: Path, force: bool = False, progre
         docker = None
         archives = [folder / row["archive"] for row in document["images"].values() if row.get("archive")]
         if archives or models_maker is None:
-            from orchestrator.dockerapi import Docker
-
             docker = Docker()
         for archive in archives:
             progress(f"loading {archive.name} from the bundle")
             progress("  loaded " + ", ".join(docker.load(archive)))
         logs_dir = Path(results_root) / "build-logs"
         if models_maker is None:
-            from orchestrator import models
-
-            install_models(folder, document, models.store_root(), progress)
+            install_models(folder, document, modelstore.store_root(), progress)
             models_maker = make_models(docker, logs_dir, progress)
         check_models(original.info.models, models_maker(list(original.info.models)), recipe_notes(document))
-        loaded = matrix.parse(original.info.matrix_text, f"{bundle_path}:matrix.yaml")
-        shard = plan.Shard(*original.info.shard) if original.info.shard else None
-        if execute is None:
-            from orchestrator.run import execute_run as execute
-        run_dir = execute(loaded, Path(results_root), progress, shard=shard,
+        loaded = matrixfile.parse(original.info.matrix_text, f"{bundle_path}:matrix.yaml")
+        shard = planner.Shard(*original.info.shard) if original.info.shard else None
+        run_dir = (execute or execute_run)(loaded, Path(results_root), progress, shard=shard,
                           reproduces={"bundle": str(bundle_path), "run_id": original.info.run_id,
                                       "forced": problems})
     new = rundata.load(run_dir)
-    compared = compare.compare(original, new, noise)
+    compared = ratios.compare(original, new, noise)
     report = write_report(run_dir / "compare", original, new, compared, noise)
     return Reproduced(run_dir, original, new, compared, tuple(problems), report)
 
 
 def write_report(folder: Path, a: rundata.Run, b: rundata.Run, compared, noise: float) -> Path:
-    """compare.md, compare.csv, compare.json and compare.html in ``folder``; returns the Markdown file."""
-    import json
+    """compare.md, compare.csv, ratios.json and compare.html in ``folder``; returns the Markdown file."""
 
-    from orchestrator import htmlviews
-
-    from orchestrator.files import writing
 
     writing.make_folder(folder)
     writing.write_text(folder / "compare.md", comparereport.to_markdown(a, b, compared, noise), folder)
     writing.write_text(folder / "compare.csv", comparereport.to_csv(compared), folder)
-    writing.write_json(folder / "compare.json", json.loads(comparereport.to_json(a, b, compared, noise)), folder)
-    writing.write_text(folder / "compare.html", htmlviews.compare_page(a, b, compared, noise), folder)
+    writing.write_json(folder / "ratios.json", json.loads(comparereport.to_json(a, b, compared, noise)), folder)
+    writing.write_text(folder / "compare.html", comparepage.compare_page(a, b, compared, noise), folder)
     return folder / "compare.md"

@@ -5,42 +5,37 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
-from orchestrator import __version__, ci, cpuset, execute, images, locks, models, plan, report, resume, rounds, \
-    sampling, smoke, sysinfo, texts
-from orchestrator.dockerapi import Docker
+from orchestrator import __version__
 from orchestrator.engines import ENGINES
 from orchestrator.errors import ImageBuildError, ResultError, UsageError
-from orchestrator.matrix import Matrix
-from orchestrator.progress import events_for
-from orchestrator.record import CellSettings
-from orchestrator.results import CellStatus
+from orchestrator.execute import cellrun, ownership, resume, rounds, sampling, smoke
+from orchestrator.execute.progress import events_for
+from orchestrator.execute.record import CellSettings
 from orchestrator.files import writing
+from orchestrator.host import ci, cpuset, sysinfo
+from orchestrator.host.dockerapi import Docker
+from orchestrator.images import imagebuild
+from orchestrator.matrix.matrixfile import Matrix
+from orchestrator.models import modelstore, texts, tokenize
+from orchestrator.plan import planner
+from orchestrator.report import writer
+from orchestrator.results.judge import CellStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def new_run_id(cells: tuple[plan.Cell, ...], now: datetime | None = None) -> str:
+def new_run_id(cells: tuple[planner.Cell, ...], now: datetime | None = None) -> str:
     """UTC time to the second plus 6 hex digits of the PLAN and the clock (unique per RUN)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     salt = ",".join(c.cell_id for c in cells) + str(time.time_ns())
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha256(salt.encode()).hexdigest()[:6]
 
 
-def git_commit() -> tuple[str | None, bool | None]:
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip() != ""
-        return commit, dirty
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
 
 
 # place() lives in cpuset (pure, no Docker): `orchestrate validate` uses it without loading this module.
@@ -48,16 +43,16 @@ place = cpuset.place
 
 
 def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], None] = print,
-                shard: plan.Shard | None = None, reproduces: dict | None = None, resume_run: dict | None = None) -> Path:
+                shard: planner.Shard | None = None, reproduces: dict | None = None, resume_run: dict | None = None) -> Path:
     """Run every CELL of the MATRIX; return the RUN folder. Failed cells are recorded, not raised.
 
-    ``progress`` is a callable for plain lines or an ``orchestrator.progress.Events`` (the live view).
+    ``progress`` is a callable for plain lines or an ``orchestrator.execute.progress.Events`` (the live view).
     ``reproduces`` (from `orchestrate reproduce`) names the bundle this RUN repeats; run.json keeps it.
     ``resume_run`` (run.json of a RUN to finish, from resume.load) runs in that RUN's folder what is not done.
     """
     progress = events_for(progress)
-    plan_cells = plan.expand(matrix)
-    cells = plan.select(plan_cells, shard) if shard else plan_cells  # a shard: its part of the PLAN
+    plan_cells = planner.expand(matrix)
+    cells = planner.select(plan_cells, shard) if shard else plan_cells  # a shard: its part of the PLAN
     if not cells:
         raise UsageError(f"{matrix.source}: the include/exclude rules leave no cell to run")
     topology = sysinfo.topology()
@@ -69,17 +64,17 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
     run_id = resume_run["run_id"] if resume_run else new_run_id(cells)
     run_dir = Path(results_root).resolve() / run_id  # absolute: it is bind-mounted
     run_dir.mkdir(parents=True, exist_ok=resume_run is not None)  # a new RUN never overwrites an old one
-    owner = locks.RunOwner(run_dir)  # held until the RUN ends: a RUN still "running" without it was killed
+    owner = ownership.RunOwner(run_dir)  # held until the RUN ends: a RUN still "running" without it was killed
     logs_dir = run_dir / "logs"
     progress.run_started(run_id, len(cells), run_dir)
     host = sysinfo.snapshot(docker_info)
-    commit, dirty = git_commit()
+    commit, dirty = sysinfo.git_commit()
     record = {
         "schema_version": 1, "run_id": run_id, "status": "running",
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished_at": None,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "finished_at": None,
         "orchestrator": {"version": __version__, "git_commit": commit, "git_dirty": dirty},
-        "matrix": {"path": matrix.source, "text": matrix.raw, "expanded": [plan.to_json(c) for c in plan_cells]},
-        "shard": plan.shard_record(shard, plan_cells, cells) if shard else None, "ci": ci.context(os.environ),
+        "matrix": {"path": matrix.source, "text": matrix.raw, "expanded": [planner.to_json(c) for c in plan_cells]},
+        "shard": planner.shard_record(shard, plan_cells, cells) if shard else None, "ci": ci.context(os.environ),
         "plan_order": [c.cell_id for c in cells], "images": {}, "models": {}, "host": host, "counts": {},
         "error": None,
     }
@@ -101,7 +96,7 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
                         run_dir, progress, record)
         writing.write_json(run_dir / "run.json", record)
 
-        def run_batch(cell: plan.Cell, repetitions: int, folder: Path) -> dict:
+        def run_batch(cell: planner.Cell, repetitions: int, folder: Path) -> dict:
             settings = CellSettings(run_id, cell, built[cell.engine], prepared[(cell.model, cell.format)],
                                     placements[cell.cell_id], matrix.warmup, repetitions, matrix.memory_limit_bytes(),
                                     matrix.timeout_s, host["fingerprint"], ENGINES[cell.engine].test_only,
@@ -111,7 +106,7 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
                                                              f"{unbuilt[cell.engine]}")
             outcome = smoked[(cell.engine, cell.format)]
             if outcome.ok:
-                return execute.run_cell(docker, docker_info, settings, folder)
+                return cellrun.run_cell(docker, docker_info, settings, folder)
             return smoke.write_not_run(settings, folder, smoke.blocked_reason(outcome, built[cell.engine].tag))
 
         def batch_done(entry: dict) -> None:
@@ -133,20 +128,20 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
         raise
     except Exception as exc:
         record["status"] = "failed"
-        record["error"] = _disk_full(exc, run_dir) if locks.disk_full(exc) else str(exc)
-        if locks.disk_full(exc):
+        record["error"] = _disk_full(exc, run_dir) if ownership.disk_full(exc) else str(exc)
+        if ownership.disk_full(exc):
             raise ResultError(record["error"]) from None
         raise
     finally:
-        record["finished_at"] = session["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["finished_at"] = session["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             owner.write_run(record)  # uses the RUN's reserved space when the disk is full
             if any((run_dir / "cells").glob("*/record.json")):
                 progress.stage("TABLEs and report.html")
-                report.write(run_dir)
+                writer.write(run_dir)
                 progress.stage_done()
         except OSError as exc:
-            if not locks.disk_full(exc):
+            if not ownership.disk_full(exc):
                 raise
             shutil.rmtree(run_dir / "tables", ignore_errors=True)  # perhaps half-written; `orchestrate report`
             (run_dir / "report.html").unlink(missing_ok=True)  # remakes them once there is room
@@ -166,7 +161,7 @@ def prepare(matrices: list[Matrix], logs_dir: Path, progress: Callable[[str], No
     the images as soon as they are built, before any model is made (which may fail).
     """
     progress = events_for(progress)
-    cells = tuple(c for m in matrices for c in plan.expand(m))  # each step below takes each IMAGE/model once
+    cells = tuple(c for m in matrices for c in planner.expand(m))  # each step below takes each IMAGE/model once
     if not cells:
         raise UsageError("the MATRIXes leave no cell: nothing to prepare")
     docker = Docker()
@@ -184,9 +179,9 @@ def _build_images(docker: Docker, cells, logs_dir: Path, progress, record: dict)
     for engine in dict.fromkeys(c.engine for c in cells):
         progress.stage(f"IMAGE {ENGINES[engine].image_dir}")
         try:
-            image = images.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress)
+            image = imagebuild.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress)
         except ImageBuildError as exc:  # this engine's CELLs end unavailable with the reason; the rest run
-            built[engine], unbuilt[engine] = images.unavailable(ENGINES[engine].image_dir), str(exc)
+            built[engine], unbuilt[engine] = imagebuild.unavailable(ENGINES[engine].image_dir), str(exc)
             progress.stage_done(f"cannot be built here; its CELLs will be unavailable: {exc}")
             record["images"][engine] = {"tag": built[engine].tag, "id": "", "error": str(exc)}
             continue
@@ -207,7 +202,7 @@ def _prepare_models(docker: Docker, cells, logs_dir: Path, progress, record: dic
             wanted[cell.model].append("safetensors")
     for model_id, formats in wanted.items():
         progress.stage(f"model {model_id} ({', '.join(dict.fromkeys(formats))})")
-        made = models.prepare(docker, model_id, list(dict.fromkeys(formats)), logs_dir, progress)
+        made = modelstore.prepare(docker, model_id, list(dict.fromkeys(formats)), logs_dir, progress)
         progress.stage_done()
         for fmt, item in made.items():
             prepared[(model_id, fmt)] = item
@@ -225,8 +220,8 @@ def _prepare_texts(docker: Docker, cells, prepared: dict, logs_dir: Path, progre
             continue
         progress.stage(f"evaluation text {cell.workload.text} for {cell.model}")
         text = texts.get(cell.workload.text)
-        found[key] = ids = texts.ids_for(docker, text, prepared[(cell.model, "safetensors")].folder,
-                                         models.store_root(), logs_dir, progress)
+        found[key] = ids = tokenize.ids_for(docker, text, prepared[(cell.model, "safetensors")].folder,
+                                         modelstore.store_root(), logs_dir, progress)
         progress.stage_done(f"{ids.count} ids")
         record.setdefault("texts", {})[f"{cell.model}/{text.id}"] = {
             "text_sha256": text.sha256, "packages": [p.file for p in text.packages_for(texts.host_arch())],
@@ -245,7 +240,7 @@ def _smoke(docker, docker_info, run_id, cells, built, unbuilt, prepared, matrix,
                             cpuset.assign(1, topology, matrix.placement.policy, matrix.placement.cpus),
                             0, 1, matrix.memory_limit_bytes(), matrix.timeout_s, host["fingerprint"])
         progress.stage("smoke test: one short CELL per engine x format")
-        smoked = smoke.check(lambda s, d: execute.run_cell(docker, docker_info, s, d), base, runnable, built,
+        smoked = smoke.check(lambda s, d: cellrun.run_cell(docker, docker_info, s, d), base, runnable, built,
                              prepared, host, run_dir / "smoke", progress)
         progress.stage_done()
     record["smoke"] = [{"engine": o.engine, "format": o.format, "ok": o.ok, "reason": o.reason, "cached": o.cached,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-
 from typing import TYPE_CHECKING
+
+from orchestrator.errors import ResultError
 
 if TYPE_CHECKING:  # jsonschema is imported where a document fails: the compiled check decides first
     import jsonschema
@@ -64,8 +65,6 @@ def _cut(text: str) -> str:
 
 def check(name: str, document, what: str) -> None:
     """Raise ResultError naming ``what`` if ``document`` violates schema ``name``."""
-    from orchestrator.errors import ResultError
-
     found = problems(name, document)
     if found:
         detail = "; ".join(f"{p or '(top level)'}: {_cut(m)}" for p, m in found[:5])

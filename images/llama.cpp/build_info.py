@@ -57,7 +57,7 @@ def ggml_cpu_flags(build_dir):
                 "file": "ggml/src/ggml-cpu/ggml-cpu.c",
                 "arch_flags": [a for a in args if a.startswith("-m")],
                 "optimization": [a for a in args if re.match(r"^-O", a)],
-                "definitions": sorted(a for a in args if a.startswith("-DGGML_USE") or a.startswith("-DGGML_AVX")),
+                "definitions": sorted(a for a in args if a.startswith(("-DGGML_USE", "-DGGML_AVX"))),
             }
     return dict(sorted(found.items())) or None
 

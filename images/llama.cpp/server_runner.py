@@ -27,10 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+import serverclient
 from runnerkit import job as jobs
 from runnerkit import main, proc, prompt, result
-
-import serverclient
 
 ENGINE_NAME = "llama-server"
 HEALTH_TIMEOUT_S = 300.0

@@ -15,7 +15,8 @@ import contextlib
 import http.client
 import json
 import time
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 
 from ollamastream import Chunk, Generation, OllamaError, load_inside, trailing_run
 

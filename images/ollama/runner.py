@@ -26,12 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from runnerkit import job as jobs
-from runnerkit import main, proc, prompt, result
-
 import ollamaclient
 import ollamalog
 import ollamastream
+from runnerkit import job as jobs
+from runnerkit import main, proc, prompt, result
 
 ENGINE_NAME = "ollama"
 MODEL_NAME = "orchestrate-cell"

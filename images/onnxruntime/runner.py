@@ -35,7 +35,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from runnerkit import job as jobs  # noqa: E402
-from runnerkit import main, perplexity, prompt, proc, result, timing  # noqa: E402
+from runnerkit import main, perplexity, proc, prompt, result, timing  # noqa: E402
 
 ENGINE_NAME = "onnxruntime"
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Callable
+from collections.abc import Callable
 
 PREFIX = "@orchestrate "
 
@@ -65,7 +65,7 @@ class Child:
         if status != 0:
             raise ChildError(f"the SmallMind runner exited with status {status}")
 
-    def __enter__(self) -> "Child":
+    def __enter__(self) -> Child:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from runnerkit import job as jobs
-from runnerkit import main, perplexity, prompt, proc, result, timing
+from runnerkit import main, perplexity, proc, prompt, result, timing
 
 STEP_S = 0.002  # busy time per "token"
 VOCAB = 61  # the made-up vocabulary of the perplexity logits

@@ -19,7 +19,7 @@ import sys
 import time
 
 from runnerkit import job as jobs
-from runnerkit import main, perplexity, prompt, proc, result, timing
+from runnerkit import main, perplexity, proc, prompt, result, timing
 
 ENGINE_NAME = "transformers"
 GENERATION_TIMING = {

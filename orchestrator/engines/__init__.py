@@ -7,9 +7,17 @@ contract (docs/contract.md); they never import this package.
 
 from __future__ import annotations
 
-from orchestrator.engines import candle, llamacpp, llamaserver, ollama, onnxruntime, smallmind, testengine, transformers
+from orchestrator.engines import (
+    candle,
+    llamacpp,
+    llamaserver,
+    ollama,
+    onnxruntime,
+    smallmind,
+    testengine,
+    transformers,
+)
 from orchestrator.engines.base import Engine
-
 
 __all__ = ["ENGINES", "Engine"]
 

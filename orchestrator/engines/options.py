@@ -10,8 +10,9 @@ travels into the IMAGE (images.py), where a runner may check its job against it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from orchestrator.errors import UsageError
 

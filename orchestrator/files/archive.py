@@ -22,9 +22,9 @@ import gzip
 import os
 import stat
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from orchestrator.files import beneath, names
 from orchestrator.files.beneath import Refused

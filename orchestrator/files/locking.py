@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.files import beneath
@@ -71,3 +72,13 @@ class Lock:
             os.close(fd)
             raise Refused(str(self.path), "cannot take the lock: it is not a regular file")
         return fd
+
+
+def hold(folder: Path, what: str, progress: Callable[[str], None] = print) -> Lock:
+    """Take the lock ``<folder>.lock`` beside a folder (a model or text in the store), waiting while another
+    process holds it, and saying so."""
+    lock = Lock(folder.with_name(folder.name + ".lock"), folder.parent)
+    if not lock.acquire():
+        progress(f"waiting: another orchestrate process is preparing {what} ({lock.path})")
+        lock.acquire(wait=True)
+    return lock

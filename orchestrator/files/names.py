@@ -9,7 +9,7 @@ made only of such components. Checked by pattern, never by resolving the path.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from orchestrator.files.beneath import Refused
 from orchestrator.files.terminal import escape

@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from orchestrator import images, models
-from orchestrator.dockerapi import Docker
+from orchestrator.host.dockerapi import Docker
+from orchestrator.images import imagebuild
+from orchestrator.models import modelstore
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image would need a registry
 
@@ -33,7 +34,7 @@ def logs_dir(tmp_path_factory):
 # they are built two at a time in the background while the first tests run: a compile
 # (llama.cpp, candle) overlaps a download of PyTorch (modelmaker, transformers), which a
 # one-after-the-other build would wait through. A test that needs an IMAGE asks for it as
-# always (images.ensure): it waits for a build under way and never starts a second one. A
+# always (imagebuild.ensure): it waits for a build under way and never starts a second one. A
 # build that fails here is simply built again by the test that needs it, which reports it.
 # The test double (a minute to build) is left to its tests: test_images.py changes its folder.
 BACKGROUND = ["llama.cpp", "modelmaker", "candle", "transformers", "onnxruntime"]
@@ -54,7 +55,7 @@ def images_in_background(logs_dir):
             except queue.Empty:
                 return
             try:
-                images.ensure(docker, name, logs_dir, lambda _: None)
+                imagebuild.ensure(docker, name, logs_dir, lambda _: None)
             except Exception:  # noqa: BLE001 - the test that needs the IMAGE builds it again and reports why
                 pass
 
@@ -66,13 +67,13 @@ def images_in_background(logs_dir):
 @pytest.fixture(scope="session")
 def tinystories(docker, logs_dir):
     """tinystories-15m in the default store, made offline in pinned containers if missing."""
-    return models.prepare(docker, "tinystories-15m", ["gguf-f32", "gguf-q8_0"], logs_dir)
+    return modelstore.prepare(docker, "tinystories-15m", ["gguf-f32", "gguf-q8_0"], logs_dir)
 
 
 @pytest.fixture(scope="session")
 def tinystories_all(docker, logs_dir):
     """Every format of tinystories-15m that an engine reads."""
-    return models.prepare(docker, "tinystories-15m", ["safetensors", "gguf-f32", "gguf-q8_0", "gguf-q4_0", "onnx"],
+    return modelstore.prepare(docker, "tinystories-15m", ["safetensors", "gguf-f32", "gguf-q8_0", "gguf-q4_0", "onnx"],
                           logs_dir)
 
 

@@ -82,7 +82,6 @@ def test_report_renders_offline_in_chromium(tmp_path):
 
 
 def test_merged_and_compared_pages_render_offline_in_chromium(tmp_path):
-    import copy
 
     first = write_run(tmp_path / "a")
     slower = {}

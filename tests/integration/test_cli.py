@@ -5,8 +5,8 @@ import signal
 import subprocess
 import sys
 import time
-from tests.conftest import sigint_default
 
+from tests.conftest import sigint_default
 
 SLEEPY = """\
 version: 1
@@ -24,9 +24,9 @@ timeout_s: 120
 
 
 def test_clean_removes_orchestrator_containers(docker, logs_dir):
-    from orchestrator import images
+    from orchestrator.images import imagebuild
 
-    tag = images.ensure(docker, "testengine", logs_dir).tag
+    tag = imagebuild.ensure(docker, "testengine", logs_dir).tag
     run_id = f"leftover-{os.getpid()}"
     container = docker.client.containers.create(tag, labels={"orchestrate": "1", "orchestrate.run": run_id})
     # --run limits the clean-up to one RUN, so the test never touches another RUN on this machine.

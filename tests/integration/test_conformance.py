@@ -2,7 +2,7 @@
 
 Each engine runs one normal job, checked field by field, and a set of edge-case jobs with
 the outcome the contract fixes for each. Jobs run through the orchestrator's own
-execute.run_cell (same container, same limits, same judge); an edge-case job is written
+cellrun.run_cell (same container, same limits, same judge); an edge-case job is written
 as the container's job file in place of the CELL's own. A new engine passes this suite
 before it is added (docs/adding-an-engine.md). Tiny jobs on tinystories-15m keep it short.
 
@@ -13,17 +13,21 @@ The last tests run the suite against deliberately broken runners (the test doubl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from orchestrator import execute, images, models, plan, schemas
-from orchestrator.cpuset import Assignment
+from orchestrator import schemas
 from orchestrator.engines import ENGINES
-from orchestrator.matrix import Workload
-from orchestrator.record import CellSettings
+from orchestrator.execute import cellrun
+from orchestrator.execute.record import CellSettings
+from orchestrator.host.cpuset import Assignment
+from orchestrator.images import imagebuild
+from orchestrator.matrix.matrixfile import Workload
+from orchestrator.models import modelstore
+from orchestrator.plan import planner
 
 # The model format each engine runs the suite on (the smallest it reads), and the
 # context length of tinystories-15m.
@@ -108,7 +112,7 @@ class Suite:
             settings = replace(settings, cell=replace(settings.cell, threads=1, workload=workload), warmup=0,
                                repetitions=1)
         folder = self.root / "".join(c if c.isalnum() else "-" for c in name)
-        return execute.run_cell(self.docker, self.info, settings, folder, job_file=job_file)
+        return cellrun.run_cell(self.docker, self.info, settings, folder, job_file=job_file)
 
     def run_case(self, case: Case, schema: dict) -> dict:
         """The record of an edge case."""
@@ -118,7 +122,7 @@ class Suite:
 
 
 def normal_job(suite: Suite) -> dict:
-    return execute.job_document(suite.settings)
+    return cellrun.job_document(suite.settings)
 
 
 def case_problems(case: Case, record: dict) -> list[str]:
@@ -201,9 +205,9 @@ def make_suite(docker, logs_dir, tinystories_formats, tmp_path, engine: str, opt
     options = options or {}
     coordinates = {"engine": engine, "engine_options": options, "model": "tinystories-15m", "format": fmt,
                    "threads": 2, "workload": NORMAL.__dict__}
-    cell = plan.Cell(plan.cell_id(coordinates), engine, json.dumps(options, sort_keys=True), "tinystories-15m", fmt,
+    cell = planner.Cell(planner.cell_id(coordinates), engine, json.dumps(options, sort_keys=True), "tinystories-15m", fmt,
                      2, NORMAL)
-    image = images.ensure(docker, ENGINES[engine].image_dir, logs_dir)
+    image = imagebuild.ensure(docker, ENGINES[engine].image_dir, logs_dir)
     settings = CellSettings(run_id="conformance", cell=cell, image=image, model=tinystories_formats[fmt],
                             placement=Assignment(cpus=(0, 1), mems=None, host_core_reserved=False), warmup=1,
                             repetitions=2, memory_bytes=3 * 2**30, timeout_s=300.0, host_fingerprint="conformance",
@@ -217,7 +221,7 @@ ENGINE_NAMES = sorted(FORMATS)
 @pytest.fixture(scope="module")
 def tinystories_formats(docker, logs_dir):
     """tinystories-15m in the formats the suite runs (made offline by images/modelmaker if missing)."""
-    return models.prepare(docker, "tinystories-15m", sorted(set(FORMATS.values())), logs_dir)
+    return modelstore.prepare(docker, "tinystories-15m", sorted(set(FORMATS.values())), logs_dir)
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
@@ -272,8 +276,8 @@ PPL_CASES = (
 
 def perplexity_suite(suite: Suite, tmp_path: Path) -> Suite:
     """The suite's CELL turned into a perplexity CELL over PPL_IDS."""
-    from orchestrator.models import sha256_of
-    from orchestrator.texts import EvalIds
+    from orchestrator.models.modelstore import sha256_of
+    from orchestrator.models.texts import EvalIds
 
     ids = tmp_path / "conformance.ids.json"
     ids.write_text(json.dumps({"text": PPL.text, "tokenizer": "made up", "ids": PPL_IDS}))
@@ -300,10 +304,10 @@ def test_engine_keeps_the_perplexity_contract(engine, docker, logs_dir, tinystor
     suite = perplexity_suite(make_suite(docker, logs_dir, tinystories_formats, tmp_path, engine), tmp_path)
     record = suite.run("perplexity")
     problems = perplexity_problems(record)
-    job = execute.job_document(suite.settings)
+    job = cellrun.job_document(suite.settings)
     for name, change in PPL_CASES:
         bad = json.dumps({**job, "workload": {**job["workload"], **change(job)}}).encode()
-        problems += case_problems(Case(name, job_file=lambda *_: bad), suite.run(name, job_file=bad))
+        problems += case_problems(Case(name, job_file=lambda *_, bad=bad: bad), suite.run(name, job_file=bad))
     assert problems == [], "\n".join(problems)
     if not ENGINES[engine].test_only:
         PERPLEXITY[engine] = record["result"]["perplexity"]["perplexity"]

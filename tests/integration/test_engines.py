@@ -1,8 +1,9 @@
 """Every real ENGINE: its image builds, a small CELL runs through the real orchestrator, engines agree."""
 
-from orchestrator import matrix, schemas
+from orchestrator import schemas
 from orchestrator.engines import ENGINES
-from orchestrator.results import read_run
+from orchestrator.matrix import matrixfile
+from orchestrator.results.recordfiles import read_run
 from orchestrator.run import execute_run
 
 # Quantized llama.cpp formats are here on purpose: they take the CPU paths (AMX on some
@@ -40,7 +41,7 @@ repetitions: 2
 memory_limit: 3g
 timeout_s: 300
 """
-    run_dir = execute_run(matrix.parse(text, "engines.yaml"), tmp_path, lambda _: None)
+    run_dir = execute_run(matrixfile.parse(text, "engines.yaml"), tmp_path, lambda _: None)
     run, records = read_run(run_dir)
     assert {r["cell"]["engine"] for r in records} == set(REAL_ENGINES)
     for record in records:

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import catalogue, execute, images, plan
-from orchestrator.cpuset import Assignment
 from orchestrator.engines import ENGINES
 from orchestrator.errors import ImageBuildError
-from orchestrator.matrix import Workload
-from orchestrator.record import CellSettings
+from orchestrator.execute import cellrun
+from orchestrator.execute.record import CellSettings
+from orchestrator.host.cpuset import Assignment
+from orchestrator.images import imagebuild
+from orchestrator.matrix.matrixfile import Workload
+from orchestrator.models import catalogue
+from orchestrator.plan import planner
 
 ROOT = Path(__file__).resolve().parents[2]
 NOWHERE = "orchestrate/no-such-base:0@sha256:" + "0" * 64  # in no registry and on no machine
@@ -41,7 +44,7 @@ def test_build_without_its_base_image_exits_3_within_10_s_naming_what_is_missing
 @pytest.mark.parametrize("name", ["ollama", "smallmind"])
 def test_real_image_builds_and_runs_a_cell(name, docker, logs_dir, tinystories, tmp_path, no_leftovers):
     try:
-        image = images.ensure(docker, ENGINES[name].image_dir, logs_dir)
+        image = imagebuild.ensure(docker, ENGINES[name].image_dir, logs_dir)
     except ImageBuildError as exc:
         if "cannot be built on this machine" in str(exc):
             pytest.skip(f"{name}: {exc}")  # no registry (or GitHub) here: the only skip the suite allows
@@ -52,12 +55,12 @@ def test_real_image_builds_and_runs_a_cell(name, docker, logs_dir, tinystories, 
     assert ENGINES[name].supports(catalogue.get("tinystories-15m"), "gguf-f32", options) is None
     coordinates = {"engine": name, "engine_options": options, "model": "tinystories-15m", "format": "gguf-f32",
                    "threads": 1, "workload": workload.__dict__}
-    cell = plan.Cell(plan.cell_id(coordinates), name, json.dumps(options, sort_keys=True, separators=(",", ":")),
+    cell = planner.Cell(planner.cell_id(coordinates), name, json.dumps(options, sort_keys=True, separators=(",", ":")),
                      "tinystories-15m", "gguf-f32", 1, workload)
     settings = CellSettings("registry", cell, image, tinystories["gguf-f32"],
                             Assignment(cpus=(0,), mems=None, host_core_reserved=False), 0, 2, 4 * 2**30, 600.0,
                             "registry")
-    record = execute.run_cell(docker, docker.info(), settings, tmp_path / "cell")
+    record = cellrun.run_cell(docker, docker.info(), settings, tmp_path / "cell")
     result = record["result"]
     assert result is not None, record["reason"]
     assert result["engine"]["name"] == name and len(result["repetitions"]) == 2

@@ -22,11 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import catalogue, cgroup, dockerapi, images, locks, matrix, models, schemas
-from orchestrator.catalogue import FORMAT_FILES
+from orchestrator import schemas
 from orchestrator.errors import ResultError
-from orchestrator.results import read_run
+from orchestrator.execute import ownership
 from orchestrator.files import writing
+from orchestrator.host import cgroup, dockerapi
+from orchestrator.images import imagebuild
+from orchestrator.matrix import matrixfile
+from orchestrator.models import catalogue, modelstore
+from orchestrator.models.catalogue import FORMAT_FILES
+from orchestrator.results.recordfiles import read_run
 from orchestrator.run import execute_run
 from tests.conftest import sigint_default
 
@@ -53,12 +58,12 @@ timeout_s: {timeout}
 
 def matrix_text(first="ok", second="sleep", timeout=120) -> str:
     """Two testengine CELLs; ``second=None`` gives the engine's default options (behaviour ok)."""
-    return MATRIX.format(first=first, second="{behaviour: %s}" % second if second else "{}", timeout=timeout)
+    return MATRIX.format(first=first, second=f"{{behaviour: {second}}}" if second else "{}", timeout=timeout)
 
 
 def make_fake_store(root: Path) -> Path:
     """A model store with stand-in files for tinystories-15m (the testengine reads no model)."""
-    folder = models.folder(catalogue.get("tinystories-15m"), root)
+    folder = modelstore.folder(catalogue.get("tinystories-15m"), root)
     if (folder / "manifest.json").is_file():
         return root
     (folder / "hf").mkdir(parents=True)
@@ -69,7 +74,7 @@ def make_fake_store(root: Path) -> Path:
         path = folder / FORMAT_FILES[fmt]
         if not path.exists():
             path.write_bytes(b"stand-in for " + fmt.encode())
-        files[fmt] = {"path": FORMAT_FILES[fmt], "sha256": models.sha256_of(path), "size": 1, "tool": "test stand-in",
+        files[fmt] = {"path": FORMAT_FILES[fmt], "sha256": modelstore.sha256_of(path), "size": 1, "tool": "test stand-in",
                       "parent": None}
     writing.write_json(folder / "manifest.json", {"schema_version": 1, "files": files})
     return root
@@ -77,7 +82,7 @@ def make_fake_store(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def testengine(docker, logs_dir):
-    return images.ensure(docker, "testengine", logs_dir)
+    return imagebuild.ensure(docker, "testengine", logs_dir)
 
 
 @pytest.fixture
@@ -161,7 +166,7 @@ def test_kill_9_half_way_leaves_whole_files_and_clean_lists_and_removes_what_was
     left_run = json.loads((run_dir / "run.json").read_text())
     assert left_run["status"] == "running"
     assert (run_dir / "cells" / left_run["plan_order"][0] / "record.json").is_file()
-    assert not locks.owner_alive(run_dir)
+    assert not ownership.owner_alive(run_dir)
 
     done = cli("clean", "--run", run_id, "--results", str(results), env=fake_env)
     assert done.returncode == 0, done.stderr
@@ -200,10 +205,10 @@ def test_ctrl_c_during_an_image_build_stops_the_build_and_leaves_no_image(tmp_pa
     marker = f"f8-build-{uuid.uuid4().hex[:8]}"
     folder = tmp_path / "images" / "slowbuild"
     folder.mkdir(parents=True)
-    base = images.default_base((images.IMAGES_DIR / "testengine" / "Dockerfile").read_text())
+    base = imagebuild.default_base((imagebuild.IMAGES_DIR / "testengine" / "Dockerfile").read_text())
     (folder / "Dockerfile").write_text(f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && sleep 300\n")
     script = ("import sys; from pathlib import Path; from orchestrator import cli, images; "
-              "images.IMAGES_DIR = Path(sys.argv[1]); "
+              "imagebuild.IMAGES_DIR = Path(sys.argv[1]); "
               "sys.exit(cli.main(['build', 'slowbuild', '--logs', sys.argv[2]]))")
     process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "images"), str(tmp_path / "logs")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
@@ -229,9 +234,9 @@ def test_ctrl_c_during_model_preparation_stops_the_tool_and_leaves_nothing_half_
     script = """\
 import sys
 from orchestrator import cli, images, models
-from orchestrator.dockerapi import Docker
-built = images.ensure(Docker(), "testengine", sys.argv[2])
-images.ensure = lambda *args, **kwargs: built
+from orchestrator.host.dockerapi import Docker
+built = imagebuild.ensure(Docker(), "testengine", sys.argv[2])
+imagebuild.ensure = lambda *args, **kwargs: built
 real = Docker.run_tool
 def slow(self, image, command, mounts, *args, **kwargs):  # a tool that writes half its output, then works on
     work = "mkdir -p /out/hf && echo half > /out/hf/model.safetensors && echo tool-started && exec sleep 300"
@@ -245,7 +250,7 @@ sys.exit(cli.main(["models", "prepare", "tinystories-15m", "--format", "gguf-f32
                                preexec_fn=sigint_default)
     name = f"orchestrate-tool-{process.pid}"
     try:
-        folder = models.folder(catalogue.get("tinystories-15m"), store)
+        folder = modelstore.folder(catalogue.get("tinystories-15m"), store)
         wait_for(lambda: (folder / ".work-base" / "hf" / "model.safetensors").exists(), what="the tool to start")
     finally:
         process.send_signal(signal.SIGINT)
@@ -253,7 +258,7 @@ sys.exit(cli.main(["models", "prepare", "tinystories-15m", "--format", "gguf-f32
     assert process.returncode == 130, err
     assert name not in [c.name for c in docker.client.containers.list(all=True, sparse=True)]
     assert sorted(p.name for p in folder.iterdir()) == []  # no work folder, no manifest, no model file
-    assert models.lookup(catalogue.get("tinystories-15m"), "gguf-f32", store) is None
+    assert modelstore.lookup(catalogue.get("tinystories-15m"), "gguf-f32", store) is None
 
 
 def test_an_unreachable_docker_engine_is_reported_with_exit_3_and_no_run_folder(tmp_path, fake_env):
@@ -299,7 +304,7 @@ class SocketProxy:
         while self.server is server:
             try:
                 client, _ = server.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -340,7 +345,7 @@ def run_in_thread(text: str, results: Path) -> dict:
 
     def target():
         try:
-            outcome["run_dir"] = execute_run(matrix.parse(text, "faults.yaml"), results, lambda _: None)
+            outcome["run_dir"] = execute_run(matrixfile.parse(text, "faults.yaml"), results, lambda _: None)
         except BaseException as exc:  # noqa: BLE001 (handed to the test thread)
             outcome["error"] = exc
 
@@ -412,7 +417,7 @@ def test_a_full_results_disk_stops_the_run_with_a_clear_message_and_keeps_every_
                 filled.append(True)
 
         with pytest.raises(ResultError, match="the results disk is full") as caught:
-            execute_run(matrix.parse(matrix_text("ok", None).replace("repetitions: 2", "repetitions: 3"), "f.yaml"),
+            execute_run(matrixfile.parse(matrix_text("ok", None).replace("repetitions: 2", "repetitions: 3"), "f.yaml"),
                         results, progress)
         assert caught.value.exit_code == 5
         assert "is complete (written atomically)" in str(caught.value)
@@ -439,8 +444,8 @@ def test_two_runs_writing_into_one_results_folder_keep_apart(tmp_path, fake_env)
         run, records = read_run(run_dir)
         assert run["status"] == "finished" and run["run_id"] == run_dir.name
         assert {r["run_id"] for r in records} == {run_dir.name} and len(records) == 2
-        owners.add(json.loads((run_dir / locks.OWNER).read_text())["pid"])
-        assert not locks.owner_alive(run_dir)
+        owners.add(json.loads((run_dir / ownership.OWNER).read_text())["pid"])
+        assert not ownership.owner_alive(run_dir)
         assert_whole(run_dir)
     assert owners == {p.pid for p in processes}
     shutil.rmtree(results)

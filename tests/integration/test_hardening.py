@@ -3,11 +3,10 @@
 import json
 from pathlib import Path
 
-from orchestrator.dockerapi import LABEL
-from orchestrator.execute import RUNNER_USER
-from orchestrator.results import read_run
-from tests.integration.test_faults import (fake_env, matrix_text, run_in_thread, running_cell,  # noqa: F401
-                                           testengine, wait_for)
+from orchestrator.execute.cellrun import RUNNER_USER
+from orchestrator.host.dockerapi import LABEL
+from orchestrator.results.recordfiles import read_run
+from tests.integration.test_faults import fake_env, matrix_text, run_in_thread, running_cell, testengine, wait_for  # noqa: F401
 
 MEMORY = 256 * 2**20
 

@@ -2,8 +2,9 @@
 
 import json
 
-from orchestrator import matrix, schemas
-from orchestrator.results import read_run
+from orchestrator import schemas
+from orchestrator.matrix import matrixfile
+from orchestrator.results.recordfiles import read_run
 from orchestrator.run import execute_run
 from tests import matrices
 
@@ -12,7 +13,7 @@ MATRIX = matrices.tiny(["llama.cpp"] + [f"testengine\n    options: {{behaviour: 
 
 
 def test_run_records_every_status_and_goes_on(tmp_path, tinystories, no_leftovers):
-    run_dir = execute_run(matrix.parse(MATRIX, "pipeline.yaml"), tmp_path / "results", lambda _: None)
+    run_dir = execute_run(matrixfile.parse(MATRIX, "pipeline.yaml"), tmp_path / "results", lambda _: None)
     run, records = read_run(run_dir)  # validates run.json and every record
     assert run["status"] == "finished"
     statuses = {(r["cell"]["engine"], r["cell"]["engine_options"].get("behaviour")): r["status"] for r in records}
@@ -56,7 +57,7 @@ def test_run_records_every_status_and_goes_on(tmp_path, tinystories, no_leftover
 
 def test_a_finished_run_is_never_overwritten(tmp_path, tinystories, no_leftovers):
     text = MATRIX.split("  - name: testengine\n    options: {behaviour: oom}")[0] + MATRIX[MATRIX.index("models:"):]
-    loaded = matrix.parse(text, "one.yaml")
+    loaded = matrixfile.parse(text, "one.yaml")
     first = execute_run(loaded, tmp_path, lambda _: None)
     second = execute_run(loaded, tmp_path, lambda _: None)
     assert first != second and first.is_dir() and second.is_dir()

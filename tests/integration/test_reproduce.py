@@ -3,7 +3,9 @@
 import json
 import tarfile
 
-from orchestrator import bundle, compare, comparereport, matrix, reproduce
+from orchestrator import reproduce
+from orchestrator.compare import bundle, comparereport, ratios
+from orchestrator.matrix import matrixfile
 from orchestrator.run import execute_run
 from tests import matrices
 
@@ -11,7 +13,7 @@ MATRIX = matrices.tiny(["testengine"], repetitions=5, timeout_s=60)
 
 
 def test_a_bundled_run_reproduces_here_with_every_cell_the_same(tmp_path, tinystories, no_leftovers):
-    first = execute_run(matrix.parse(MATRIX, "reproduce.yaml"), tmp_path / "results", lambda _: None)
+    first = execute_run(matrixfile.parse(MATRIX, "reproduce.yaml"), tmp_path / "results", lambda _: None)
     packed = bundle.write(first, tmp_path / "run.orchestrate.tar.gz", progress=lambda _: None)
     with tarfile.open(packed) as tar:
         manifest = json.load(tar.extractfile("bundle.json"))
@@ -28,7 +30,7 @@ def test_a_bundled_run_reproduces_here_with_every_cell_the_same(tmp_path, tinyst
         # and the report must say so rather than pass it off as the engine's speed.
         assert "other work ran on those cores" in report
     else:
-        assert [c.verdict for c in done.compared] == [compare.SAME], report
+        assert [c.verdict for c in done.compared] == [ratios.SAME], report
     run = json.loads((done.run_dir / "run.json").read_text())
     assert run["reproduces"]["run_id"] == first.name
     assert "| CPU model |" in report

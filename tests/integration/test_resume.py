@@ -5,8 +5,8 @@ Real Docker, the testengine test double, a stand-in model store (fixtures of tes
 
 import json
 
-from orchestrator import locks
-from orchestrator.results import read_run
+from orchestrator.execute import ownership
+from orchestrator.results.recordfiles import read_run
 from tests.integration.test_faults import assert_whole, cli, fake_env, start_run, testengine, wait_for  # noqa: F401
 
 MATRIX = """\
@@ -36,7 +36,7 @@ def _finished_cells(results):
     return None
 
 
-def test_kill_9_half_way_then_resume_runs_only_the_unfinished_cells(tmp_path, fake_env):
+def test_kill_9_half_way_then_resume_runs_only_the_unfinished_cells(tmp_path, fake_env):  # noqa: F811 (the fixture)
     results = tmp_path / "results"
     process = start_run(tmp_path, fake_env, MATRIX, results)
     try:
@@ -44,7 +44,7 @@ def test_kill_9_half_way_then_resume_runs_only_the_unfinished_cells(tmp_path, fa
     finally:
         process.kill()  # SIGKILL half way: no handler runs
         process.communicate(timeout=30)
-    assert not locks.owner_alive(run_dir)
+    assert not ownership.owner_alive(run_dir)
     before = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("cells/*/record.json")
               if json.loads(p.read_text())["status"] == "ok"}
     plan_order = json.loads((run_dir / "run.json").read_text())["plan_order"]

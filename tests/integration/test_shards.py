@@ -2,8 +2,10 @@
 
 import pandas as pd
 
-from orchestrator import combine, matrix, merge, plan
-from orchestrator.results import read_run
+from orchestrator.matrix import matrixfile
+from orchestrator.merge import frames, machines
+from orchestrator.plan import planner
+from orchestrator.results.recordfiles import read_run
 from orchestrator.run import execute_run
 from tests import matrices
 
@@ -11,9 +13,9 @@ MATRIX = matrices.tiny(["llama.cpp"], formats="[gguf-f32, gguf-q8_0]", warmup=0,
 
 
 def test_two_shards_merge_into_the_whole_plan(tmp_path, tinystories, no_leftovers):
-    loaded = matrix.parse(MATRIX, "shards.yaml")
-    cells = plan.expand(loaded)
-    run_dirs = [execute_run(loaded, tmp_path / "results", lambda _: None, shard=plan.Shard(i, 2)) for i in (1, 2)]
+    loaded = matrixfile.parse(MATRIX, "shards.yaml")
+    cells = planner.expand(loaded)
+    run_dirs = [execute_run(loaded, tmp_path / "results", lambda _: None, shard=planner.Shard(i, 2)) for i in (1, 2)]
     runs = [read_run(d) for d in run_dirs]
     for index, (run, records) in enumerate(runs, 1):
         assert run["shard"] == {"index": index, "count": 2, "cells": 1, "plan_cells": 2}
@@ -21,11 +23,11 @@ def test_two_shards_merge_into_the_whole_plan(tmp_path, tinystories, no_leftover
         assert [r["cell_id"] for r in records] == [cells[index - 1].cell_id]
         assert records[0]["status"] == "ok"
         assert records[0]["outside"]["peak_memory_bytes"] > 0 and records[0]["outside"]["cpu_seconds"] > 0
-    merged = combine.combine(combine.load([tmp_path / "results"]))
+    merged = machines.combine(machines.load([tmp_path / "results"]))
     assert list(merged.cells["cell_id"]) == [c.cell_id for c in cells]
-    assert merged.refused == {} and merged.missing == () and combine.unmeasured(merged.cells) == []
+    assert merged.refused == {} and merged.missing == () and machines.unmeasured(merged.cells) == []
     for run, records in runs:
-        own = merge.cells(records, run["host"]["frequency"])
+        own = frames.cells(records, run["host"]["frequency"])
         row = merged.cells[merged.cells["cell_id"] == records[0]["cell_id"]].reset_index(drop=True)
         numbers = [c for c in own.columns if c.endswith(("_median", "_n", "_max")) or c == "gen_tps_per_core"]
         pd.testing.assert_frame_equal(row[numbers], own[numbers], check_dtype=False)

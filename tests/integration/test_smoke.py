@@ -1,9 +1,10 @@
 """The smoke run: an IMAGE that cannot run on this host is reported once, up front, and its
 CELLs are recorded as unavailable without being started; every other CELL still runs."""
 
-from orchestrator import images, matrix
 from orchestrator import run as run_module
-from orchestrator.results import read_run
+from orchestrator.images import imagebuild
+from orchestrator.matrix import matrixfile
+from orchestrator.results.recordfiles import read_run
 from orchestrator.run import execute_run
 from tests import matrices
 
@@ -11,7 +12,7 @@ MATRIX = matrices.tiny(["llama.cpp", "testengine"], warmup=0, repetitions=1, mem
 
 
 def test_an_image_killed_by_sigill_is_stopped_before_its_cells(tmp_path, tinystories, monkeypatch, no_leftovers):
-    real_ensure = images.ensure
+    real_ensure = imagebuild.ensure
 
     def ensure(docker, name, logs_dir, progress=print, buildargs=None):
         if name == "testengine":  # this testengine IMAGE executes an illegal instruction as it starts
@@ -21,7 +22,7 @@ def test_an_image_killed_by_sigill_is_stopped_before_its_cells(tmp_path, tinysto
     monkeypatch.setattr(run_module.images, "ensure", ensure)
     monkeypatch.setenv("ORCHESTRATE_SMOKE_CACHE", str(tmp_path / "smoke-cache"))
     lines = []
-    run_dir = execute_run(matrix.parse(MATRIX, "smoke.yaml"), tmp_path / "results", lines.append)
+    run_dir = execute_run(matrixfile.parse(MATRIX, "smoke.yaml"), tmp_path / "results", lines.append)
     run, records = read_run(run_dir)
     by_engine = {r["cell"]["engine"]: r for r in records}
     assert by_engine["llama.cpp"]["status"] == "ok", by_engine["llama.cpp"]["reason"]

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from orchestrator import matrix, models
-from orchestrator.results import read_run
+from orchestrator.matrix import matrixfile
+from orchestrator.models import modelstore
+from orchestrator.results.recordfiles import read_run
 from orchestrator.run import execute_run
 
 MODEL = "smollm2-135m-instruct"
@@ -46,7 +47,7 @@ DEFAULT_PROMPT = {"name": "default", "prompt": "Once upon a time", "prompt_token
 
 @pytest.fixture(scope="module")
 def smollm(docker, logs_dir):
-    return models.prepare(docker, MODEL, sorted(set(FORMATS.values())), logs_dir)
+    return modelstore.prepare(docker, MODEL, sorted(set(FORMATS.values())), logs_dir)
 
 
 def test_every_engine_tokenizes_the_real_vocabulary_identically(tmp_path, smollm, no_leftovers):
@@ -63,7 +64,7 @@ def test_every_engine_tokenizes_the_real_vocabulary_identically(tmp_path, smollm
         "memory_limit": "3g",
         "timeout_s": 300,
     }
-    run_dir = execute_run(matrix.parse(json.dumps(document), "tokenizers.yaml"), tmp_path, lambda _: None)
+    run_dir = execute_run(matrixfile.parse(json.dumps(document), "tokenizers.yaml"), tmp_path, lambda _: None)
     _run, records = read_run(run_dir)
     ids: dict[str, dict[str, list[int]]] = {}
     for record in records:

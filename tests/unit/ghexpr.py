@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 STATUS_FUNCTIONS = {"success", "always", "cancelled", "failure"}
 TOKEN = re.compile(r"""

@@ -13,16 +13,15 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from orchestrator import cli
-from orchestrator.results import judge
 from orchestrator.files import writing
+from orchestrator.results.judge import judge
 from tests.conftest import GOOD_MATRIX
 from tests.unit.records import record
-
 
 # ---------------------------------------------------------------- MATRIX files
 

@@ -20,11 +20,11 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from tests.unit import records, runs
+from tests.unit import runs
 
 VICTIM_TEXT = "a file of the user's that nothing may touch\n"
 ESC = "\x1b]0;pwned\x07\x1b[2J"
@@ -246,11 +246,11 @@ def set_in(path: tuple, value):
 def store_case(make, action: str = "verify") -> Callable[[Path], list[str]]:
     """A case: `models <action> tinystories-15m --store S` of a store folder made by ``make(tmp, folder)``."""
     def build(tmp: Path) -> list[str]:
-        from orchestrator import catalogue, models
+        from orchestrator.models import catalogue, modelstore
 
         victim(tmp)
         store = tmp / "store"
-        folder = models.folder(catalogue.get("tinystories-15m"), store)
+        folder = modelstore.folder(catalogue.get("tinystories-15m"), store)
         (folder / "gguf").mkdir(parents=True)
         (folder / "gguf" / "model-f32.gguf").write_bytes(b"GGUF" + bytes(60))
         make(tmp, folder)
@@ -667,7 +667,7 @@ def _manifest_link(tmp: Path, folder: Path) -> None:
 
 
 def _remove_link(tmp: Path) -> list[str]:
-    from orchestrator import catalogue, models
+    from orchestrator.models import catalogue, modelstore
 
     victim(tmp)
     store = tmp / "store"
@@ -675,7 +675,7 @@ def _remove_link(tmp: Path) -> list[str]:
     kept = tmp / "kept-by-user"
     kept.mkdir()
     (kept / "data").write_text("keep me")
-    models.folder(catalogue.get("tinystories-15m"), store).symlink_to(kept)
+    modelstore.folder(catalogue.get("tinystories-15m"), store).symlink_to(kept)
     return ["models", "remove", "tinystories-15m", "--store", str(store)]
 
 
@@ -765,7 +765,7 @@ def first_message(text: str) -> str:
 def describe(outcome: Outcome) -> str:
     """One cell of the docs table."""
     if outcome.exit_code is None:
-        text = f"**hung**: killed by the 30 s timeout"
+        text = "**hung**: killed by the 30 s timeout"
     elif outcome.traceback:
         text = f"**traceback** `{outcome.message[:90]}`"
     else:

@@ -66,7 +66,7 @@ class OllamaDouble:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
-    def __enter__(self) -> "OllamaDouble":
+    def __enter__(self) -> OllamaDouble:
         self.thread.start()
         return self
 

@@ -3,7 +3,7 @@
 import copy
 import json
 
-from orchestrator import rundata
+from orchestrator.results import rundata
 from tests.unit import records
 
 RUN_ID = "20260101T000000Z-abcdef"

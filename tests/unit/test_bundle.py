@@ -7,8 +7,13 @@ import tarfile
 
 import pytest
 
-from orchestrator import bundle, compare, images, matrix, plan, reproduce, rundata
+from orchestrator import reproduce
+from orchestrator.compare import bundle, ratios
 from orchestrator.errors import ModelError
+from orchestrator.images import imagebuild
+from orchestrator.matrix import matrixfile
+from orchestrator.plan import planner
+from orchestrator.results import rundata
 from tests.unit import runs
 
 MATRIX = """version: 1
@@ -28,8 +33,8 @@ def store(tmp_path, monkeypatch):
 
 def made_up_run(root, tag=None, sha=runs.SHA):
     """A RUN folder of the MATRIX above, as if this checkout had run it."""
-    (cell,) = plan.expand(matrix.parse(MATRIX))
-    tag = tag or images.tag_for("llama.cpp")
+    (cell,) = planner.expand(matrixfile.parse(MATRIX))
+    tag = tag or imagebuild.tag_for("llama.cpp")
     doc = runs.run_doc([cell.cell_id], tag=tag, sha=sha, matrix_text=MATRIX)
     return runs.write_folder(root, doc, [runs.cell_record(cell.cell_id, tag=tag, sha=sha)])
 
@@ -56,7 +61,7 @@ def test_bundle_holds_records_matrix_contexts_and_host(tmp_path, store):
     unpacked = bundle.extract(out, tmp_path / "x")
     document = bundle.read_manifest(unpacked)
     row = document["images"]["llama.cpp"]
-    assert row["context_matches_run"] and row["context"]["tag"] == images.tag_for("llama.cpp")
+    assert row["context_matches_run"] and row["context"]["tag"] == imagebuild.tag_for("llama.cpp")
     assert "Dockerfile" in row["context"]["files"] and row["archive"] is None
     assert document["models"]["tinystories-15m/gguf-f32"]["sha256"] == runs.SHA
     assert (unpacked / "matrix.yaml").read_text() == MATRIX
@@ -68,7 +73,7 @@ def test_compare_reads_a_bundle_like_a_folder(tmp_path, store):
     folder = made_up_run(tmp_path / "results")
     out = bundle.write(folder, tmp_path / "b.tar.gz", progress=lambda _: None)
     a, b = bundle.open_run(folder, tmp_path / "s"), bundle.open_run(out, tmp_path / "s")
-    assert [c.verdict for c in compare.compare(a, b)] == [compare.SAME]
+    assert [c.verdict for c in ratios.compare(a, b)] == [ratios.SAME]
     assert b.source == str(out)
 
 
@@ -130,8 +135,8 @@ def test_reproduce_runs_the_bundles_matrix_and_compares(tmp_path, store):
     done = reproduce.reproduce(out, tmp_path / "new", progress=lambda _: None,
                                models_maker=lambda keys: {k: runs.SHA for k in keys}, execute=execute)
     assert calls[0][0] == MATRIX and calls[0][1] is None and calls[0][2]["run_id"] == runs.RUN_ID
-    assert [c.verdict for c in done.compared] == [compare.SAME]
-    assert done.report.is_file() and (done.report.parent / "compare.json").is_file()
+    assert [c.verdict for c in done.compared] == [ratios.SAME]
+    assert done.report.is_file() and (done.report.parent / "ratios.json").is_file()
     assert rundata.load(done.run_dir).info.run_id == "20260102T000000Z-123456"
 
 
@@ -148,27 +153,27 @@ def test_reproduce_puts_bundled_model_files_into_an_empty_store(tmp_path, store)
 def test_image_tags_name_the_declared_base_not_the_local_one(tmp_path):
     files = [("Dockerfile", b"ARG BASE_IMAGE=debian:bookworm-slim@sha256:" + b"a" * 64 + b"\nFROM ${BASE_IMAGE}\n",
               0o644)]
-    declared = images.default_base(files[0][1].decode())
-    pulled = images.content_hash(files, images.tag_args({}, declared))
-    assert pulled == images.content_hash(files, images.tag_args({}, declared))  # whatever base id is local
-    assert pulled != images.content_hash(files, images.tag_args({"BASE_IMAGE": "orchestrate/base:bookworm"},
+    declared = imagebuild.default_base(files[0][1].decode())
+    pulled = imagebuild.content_hash(files, imagebuild.tag_args({}, declared))
+    assert pulled == imagebuild.content_hash(files, imagebuild.tag_args({}, declared))  # whatever base id is local
+    assert pulled != imagebuild.content_hash(files, imagebuild.tag_args({"BASE_IMAGE": "orchestrate/base:bookworm"},
                                                                 declared))
 
 
 def test_a_native_build_puts_the_cpus_features_into_the_tag():
     zen = "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx2 avx512f\n\nprocessor\t: 1\n"
     old = "processor\t: 0\nmodel name\t: Intel Xeon E5\nflags\t\t: fpu sse2 avx2\n"
-    assert images.host_cpu_key(zen) != images.host_cpu_key(old)
-    assert images.host_cpu_key(zen) == images.host_cpu_key(zen.replace("avx2 avx512f", "avx512f avx2"))
-    portable = images.tag_args({}, "debian:x")
+    assert imagebuild.host_cpu_key(zen) != imagebuild.host_cpu_key(old)
+    assert imagebuild.host_cpu_key(zen) == imagebuild.host_cpu_key(zen.replace("avx2 avx512f", "avx512f avx2"))
+    portable = imagebuild.tag_args({}, "debian:x")
     assert "cpu_features" not in portable
     for native in ({"CPU_BUILD": "native"}, {"TARGET_CPU": "native"}):
-        assert images.tag_args(native, "debian:x", images.host_cpu_key(zen))["cpu_features"] == \
-            images.host_cpu_key(zen)
+        assert imagebuild.tag_args(native, "debian:x", imagebuild.host_cpu_key(zen))["cpu_features"] == \
+            imagebuild.host_cpu_key(zen)
 
 
 class FakeDocker:
-    """Just enough of dockerapi.Docker for images.ensure: a machine with a pulled or a locally made base."""
+    """Just enough of dockerapi.Docker for imagebuild.ensure: a machine with a pulled or a locally made base."""
 
     def __init__(self, base_ref):
         self.refs = {base_ref: "sha256:base-" + base_ref}
@@ -196,11 +201,11 @@ def test_a_pulled_and_a_debootstrapped_base_give_the_same_tag_and_record_which(t
     engine.mkdir(parents=True)
     ref = "debian:bookworm-slim@sha256:" + "a" * 64
     (engine / "Dockerfile").write_text(f"ARG BASE_IMAGE={ref}\nFROM ${{BASE_IMAGE}}\n")
-    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path / "images")
-    monkeypatch.setattr(images, "ca_bundle", lambda: b"")
-    pulled = images.ensure(FakeDocker(ref), "eng", tmp_path / "logs", lambda _: None)
-    local = images.ensure(FakeDocker("orchestrate/base:bookworm"), "eng", tmp_path / "logs", lambda _: None)
-    assert pulled.tag == local.tag == images.tag_for("eng")
+    monkeypatch.setattr(imagebuild, "IMAGES_DIR", tmp_path / "images")
+    monkeypatch.setattr(imagebuild, "ca_bundle", lambda: b"")
+    pulled = imagebuild.ensure(FakeDocker(ref), "eng", tmp_path / "logs", lambda _: None)
+    local = imagebuild.ensure(FakeDocker("orchestrate/base:bookworm"), "eng", tmp_path / "logs", lambda _: None)
+    assert pulled.tag == local.tag == imagebuild.tag_for("eng")
     assert (pulled.base, local.base) == (ref, "orchestrate/base:bookworm")  # run.json and the bundle say which
     assert local.labels["orchestrate.base_id"] == "sha256:base-orchestrate/base:bookworm"
 
@@ -210,15 +215,15 @@ def test_an_image_under_its_old_base_id_tag_is_named_not_rebuilt(tmp_path, monke
     engine.mkdir(parents=True)
     (engine / "Dockerfile").write_text("ARG BASE_IMAGE=debian:bookworm-slim@sha256:" + "a" * 64 +
                                        "\nFROM ${BASE_IMAGE}\n")
-    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path / "images")
+    monkeypatch.setattr(imagebuild, "IMAGES_DIR", tmp_path / "images")
     docker = FakeDocker("orchestrate/base:bookworm")
-    files = images.context_files(engine)
-    old = images.content_hash(files, {"BASE_IMAGE": "orchestrate/base:bookworm",
+    files = imagebuild.context_files(engine)
+    old = imagebuild.content_hash(files, {"BASE_IMAGE": "orchestrate/base:bookworm",
                                       "base_id": "sha256:base-orchestrate/base:bookworm"})
     docker.refs[f"orchestrate/eng:{old}"] = "sha256:old"
     docker.build = None  # a build would fail the test
-    built = images.ensure(docker, "eng", tmp_path / "logs", lambda _: None)
-    assert (built.id, built.rebuilt, built.tag) == ("sha256:old", False, images.tag_for("eng"))
+    built = imagebuild.ensure(docker, "eng", tmp_path / "logs", lambda _: None)
+    assert (built.id, built.rebuilt, built.tag) == ("sha256:old", False, imagebuild.tag_for("eng"))
 
 
 def test_extract_refuses_links(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from orchestrator import catalogue
 from orchestrator.errors import CatalogueError
+from orchestrator.models import catalogue
 
 
 def test_parameter_counts_match_the_published_ones():

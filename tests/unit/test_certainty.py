@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from orchestrator import certainty
+from orchestrator.stats import certainty
 
 
 def test_cv_of_one_two_three_is_one_half():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator import cgroup
+from orchestrator.host import cgroup
 
 
 def test_parent_names():

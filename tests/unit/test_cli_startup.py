@@ -32,9 +32,10 @@ def test_validate_loads_no_heavy_library(tmp_path, good_matrix):
 
 
 def test_cell_ids_are_the_hash_of_the_cells_own_coordinates(good_matrix, tmp_path):
-    from orchestrator import matrix as matrix_module, plan
+    from orchestrator.matrix import matrixfile as matrix_module
+    from orchestrator.plan import planner
 
     path = tmp_path / "m.yaml"
     path.write_text(good_matrix)
-    for cell in plan.expand(matrix_module.load(path)):
-        assert cell.cell_id == plan.cell_id(cell.coordinates())
+    for cell in planner.expand(matrix_module.load(path)):
+        assert cell.cell_id == planner.cell_id(cell.coordinates())

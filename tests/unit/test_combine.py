@@ -10,9 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator import combine, merge, schemas
+from orchestrator import schemas
 from orchestrator.errors import UsageError
 from orchestrator.files import writing
+from orchestrator.merge import frames, machines
+from orchestrator.report import mergereport
 from tests.unit.records import record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +70,7 @@ def orchestrate(*args):
                           cwd=ROOT, env={**os.environ})
 
 
-NUMBERS = [c for c in merge.cells(cell_records(), {"ghz": 1.0, "source": "x"}).columns
+NUMBERS = [c for c in frames.cells(cell_records(), {"ghz": 1.0, "source": "x"}).columns
            if c.endswith(("_median", "_p90", "_std", "_min", "_max", "_n")) or c in
            ("gen_tps_per_core", "gen_tps_per_ghz_per_core", "cycles_per_token", "frequency_ghz", "status")]
 
@@ -79,15 +81,15 @@ def test_two_shards_merge_to_the_numbers_of_their_union(tmp_path):
                                                                              "plan_cells": 4})
     second = write_run(tmp_path, "20260101T000000Z-aaaaa2", EPYC, records[2:], {"index": 2, "count": 2, "cells": 2,
                                                                               "plan_cells": 4})
-    merged = combine.combine(combine.load([first, second]))
-    union = merge.cells(records, {"ghz": EPYC[2], "source": "test"})
+    merged = machines.combine(machines.load([first, second]))
+    union = frames.cells(records, {"ghz": EPYC[2], "source": "test"})
     assert list(merged.cells["cell_id"]) == IDS and list(merged.machines) == [f"{EPYC[0]} {EPYC[1]}"]
     pd.testing.assert_frame_equal(merged.cells[NUMBERS], union[NUMBERS], check_dtype=False)
     assert list(merged.cells["shard"]) == ["1/2", "1/2", "2/2", "2/2"]
     # The quantized CELL's F32 parent ran in the other shard: the merge still finds it.
     assert list(merged.cells["agreement"]) == list(union["agreement"]) == ["reference", "ok", "info", None]
     assert merged.cells.loc[2, "agreement_reference"] == IDS[0] and merged.cells.loc[2, "agreement_tokens"] == 20
-    reps = merge.repetitions(records)
+    reps = frames.repetitions(records)
     assert len(merged.repetitions) == len(reps) == 9
     assert list(merged.repetitions["gen_tps"]) == pytest.approx(list(reps["gen_tps"]))
     assert merged.refused == {} and merged.missing == ()
@@ -117,7 +119,7 @@ def test_merge_command_writes_the_same_tables_as_a_run(tmp_path):
 def test_different_cpu_models_are_side_by_side_not_together(tmp_path):
     epyc = write_run(tmp_path, "20260101T000000Z-bbbbb1", EPYC, cell_records())
     arm = write_run(tmp_path, "20260101T000000Z-bbbbb2", NEOVERSE, cell_records(slow=2.0))
-    merged = combine.combine(combine.load([arm, epyc]))
+    merged = machines.combine(machines.load([arm, epyc]))
     x86, a64 = f"{EPYC[0]} {EPYC[1]}", f"{NEOVERSE[0]} {NEOVERSE[1]}"
     assert list(merged.machines) == sorted([x86, a64])
     assert list(zip(merged.cells["cell_id"], merged.cells["machine"])) == [(c, m) for c in IDS for m in sorted([x86, a64])]
@@ -131,10 +133,10 @@ def test_different_cpu_models_are_side_by_side_not_together(tmp_path):
     # Agreement is computed within each machine: each has its own reference.
     refs = merged.cells[merged.cells["agreement"] == "reference"]
     assert sorted(refs["machine"]) == sorted([x86, a64])
-    wide = combine.side_by_side(merged.cells, "gen_tps_median")
-    assert list(wide.columns) == combine.CELL_COLUMNS + sorted([x86, a64])
+    wide = machines.side_by_side(merged.cells, "gen_tps_median")
+    assert list(wide.columns) == machines.CELL_COLUMNS + sorted([x86, a64])
     assert list(wide[x86]) == ["780", "156", "1560", "oom"] and list(wide[a64]) == ["390", "78", "780", "oom"]
-    page = combine.markdown_page(merged)
+    page = mergereport.markdown_page(merged)
     assert f"## {x86}" in page and f"## {a64}" in page and "machines side by side" in page
     assert "runner-aarch64-2" in page and "3.0 GHz" in page
 
@@ -145,7 +147,7 @@ def test_a_different_model_or_image_is_refused_with_the_reason(tmp_path):
     other[1]["provenance"]["image"]["tag"] = "orchestrate/transformers:other"
     epyc = write_run(tmp_path, "20260101T000000Z-ccccc1", EPYC, cell_records())
     arm = write_run(tmp_path, "20260101T000000Z-ccccc2", NEOVERSE, other)
-    merged = combine.combine(combine.load([epyc, arm]))
+    merged = machines.combine(machines.load([epyc, arm]))
     assert set(merged.refused) == {IDS[0], IDS[1]}
     assert "model sha256 differs" in merged.refused[IDS[0]] and "1" * 64 in merged.refused[IDS[0]]
     assert "IMAGE content (tag) differs" in merged.refused[IDS[1]] and "orchestrate/transformers:other" in \
@@ -159,7 +161,7 @@ def test_a_different_model_or_image_is_refused_with_the_reason(tmp_path):
 def test_a_cell_run_twice_on_one_machine_is_refused(tmp_path):
     first = write_run(tmp_path, "20260101T000000Z-ddddd1", EPYC, cell_records()[:2])
     second = write_run(tmp_path, "20260101T000000Z-ddddd2", EPYC, cell_records()[1:])
-    merged = combine.combine(combine.load([first, second]))
+    merged = machines.combine(machines.load([first, second]))
     assert list(merged.refused) == [IDS[1]] and "ran 2 times on x86_64" in merged.refused[IDS[1]]
 
 
@@ -168,25 +170,25 @@ def test_runner_label_sets_on_one_cpu_model_stay_two_machines(tmp_path):
     smt_on, smt_off = ["self-hosted", "linux", "x64", "epyc-7763"], ["self-hosted", "linux", "x64", "epyc-7763-nosmt"]
     first = write_run(tmp_path, "20260101T000000Z-fffff1", EPYC, cell_records()[:2], labels=smt_on)
     second = write_run(tmp_path, "20260101T000000Z-fffff2", EPYC, cell_records()[:2], labels=smt_off)
-    merged = combine.combine(combine.load([first, second]))
+    merged = machines.combine(machines.load([first, second]))
     assert merged.refused == {}
     on, off = f"x86_64 {EPYC[1]} [{', '.join(smt_on)}]", f"x86_64 {EPYC[1]} [{', '.join(smt_off)}]"
     assert set(merged.machines) == {on, off}
     assert [f["runner_labels"] for f in merged.machines[on]] == [smt_on]
     assert len(merged.cells) == 4 and set(merged.cells["machine"]) == set(merged.machines)
-    assert f"[{', '.join(smt_off)}]" in combine.markdown_page(merged)
+    assert f"[{', '.join(smt_off)}]" in mergereport.markdown_page(merged)
     # The same label set twice is one machine: a CELL that ran on both is refused, as before.
     third = write_run(tmp_path, "20260101T000000Z-fffff3", EPYC, cell_records()[1:2], labels=smt_on)
-    assert list(combine.combine(combine.load([first, third])).refused) == [IDS[1]]
+    assert list(machines.combine(machines.load([first, third])).refused) == [IDS[1]]
 
 
 def test_missing_cells_and_unmeasured_cells_are_reported(tmp_path):
     records = cell_records()
     records[0]["outside"]["peak_memory_bytes"] = None
     run_dir = write_run(tmp_path, "20260101T000000Z-eeeee1", EPYC, records[:3])
-    merged = combine.combine(combine.load([run_dir]))
+    merged = machines.combine(machines.load([run_dir]))
     assert merged.missing == (IDS[3],)
-    assert len(combine.unmeasured(merged.cells)) == 1 and "no peak memory" in combine.unmeasured(merged.cells)[0]
+    assert len(machines.unmeasured(merged.cells)) == 1 and "no peak memory" in machines.unmeasured(merged.cells)[0]
     assert math.isnan(merged.cells.loc[0, "peak_memory_mib_median"])
     done = orchestrate("merge", run_dir, "--out", tmp_path / "out", "--require-measured")
     assert done.returncode == 5 and "not measured" in done.stderr
@@ -211,4 +213,4 @@ def test_the_same_run_in_two_folders_is_refused(tmp_path):
     write_run(tmp_path / "a", "20260101T000000Z-fffff1", EPYC, cell_records())
     write_run(tmp_path / "b", "20260101T000000Z-fffff1", NEOVERSE, cell_records())
     with pytest.raises(UsageError, match="20260101T000000Z-fffff1 is in more than one folder"):
-        combine.combine(combine.load([tmp_path / "a", tmp_path / "b"]))
+        machines.combine(machines.load([tmp_path / "a", tmp_path / "b"]))

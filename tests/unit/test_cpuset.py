@@ -2,8 +2,8 @@
 
 import pytest
 
-from orchestrator.cpuset import Cpu, assign, format_cpulist, parse_cpulist
 from orchestrator.errors import PlacementError
+from orchestrator.host.cpuset import Cpu, assign, format_cpulist, parse_cpulist
 
 
 def machine(cores: int, smt: int = 1, nodes: int = 1):

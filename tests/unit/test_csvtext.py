@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator import csvtext
+from orchestrator.report import csvtext
 
 EDGE = [0.0, -0.0, 1.0, 0.1, 1e-4, 9.99e-5, 1e-5, 1.5e-7, 1e15, 9.999e15, 1e16, 1.2345678901234567e17, math.nan,
         2.5e-300, 1e300, 5e-324, 1.7976931348623157e308, 0.30000000000000004, -123.456]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import download
 from orchestrator.errors import ModelError
+from orchestrator.models import download
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -75,16 +75,16 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
 
 
 def test_free_space_check(tmp_path, monkeypatch):
-    from orchestrator import models
+    from orchestrator.models import modelstore
 
-    monkeypatch.setattr(models.shutil, "disk_usage", lambda _: type("U", (), {"free": 2**30})())
-    models.check_free_space(tmp_path, 2**29, "x")
+    monkeypatch.setattr(modelstore.shutil, "disk_usage", lambda _: type("U", (), {"free": 2**30})())
+    modelstore.check_free_space(tmp_path, 2**29, "x")
     with pytest.raises(ModelError, match="needs up to 2.0 GiB .* only 1.0 GiB is free"):
-        models.check_free_space(tmp_path, 2 * 2**30, "x")
+        modelstore.check_free_space(tmp_path, 2 * 2**30, "x")
 
 
 def test_real_catalogue_entries_are_downloaded_not_made(tmp_path, server, monkeypatch):
-    from orchestrator import catalogue, models
+    from orchestrator.models import catalogue, modelstore
 
     text = (f"version: 1\nmodels:\n  - id: real-one\n    context_length: 128\n    downloads:\n      gguf-q8_0: "
             f"{{url: '{server}', sha256: '{hashlib.sha256(PAYLOAD).hexdigest()}', size: {len(PAYLOAD)}}}\n")
@@ -92,11 +92,11 @@ def test_real_catalogue_entries_are_downloaded_not_made(tmp_path, server, monkey
     path.write_text(text)
     entries = catalogue.load.__wrapped__(path)
     monkeypatch.setattr(catalogue, "load", lambda: entries)
-    done = models.prepare(None, "real-one", ["gguf-q8_0"], tmp_path / "logs", lambda _: None, root=tmp_path / "store")
+    done = modelstore.prepare(None, "real-one", ["gguf-q8_0"], tmp_path / "logs", lambda _: None, root=tmp_path / "store")
     item = done["gguf-q8_0"]
     assert (item.folder / item.relpath).read_bytes() == PAYLOAD
     assert item.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
-    assert models.verify(item.folder) == []
+    assert modelstore.verify(item.folder) == []
     (item.folder / item.relpath).write_bytes(b"tampered")
-    assert "has sha256" in models.verify(item.folder)[0]
+    assert "has sha256" in modelstore.verify(item.folder)[0]
     assert Path(item.folder / "manifest.json").is_file()

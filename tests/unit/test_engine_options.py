@@ -2,10 +2,9 @@
 
 import pytest
 
-from orchestrator import matrix
-from orchestrator.engines import ENGINES
-from orchestrator.engines import options
+from orchestrator.engines import ENGINES, options
 from orchestrator.errors import InputError, UsageError
+from orchestrator.matrix import matrixfile
 
 LLAMA = ENGINES["llama.cpp"].options
 
@@ -76,7 +75,7 @@ workloads:
 ])
 def test_validate_names_line_and_allowed_options(given, words, allowed):
     with pytest.raises(InputError) as caught:
-        matrix.parse(MATRIX.replace("{OPTIONS}", given), "m.yaml")
+        matrixfile.parse(MATRIX.replace("{OPTIONS}", given), "m.yaml")
     (problem,) = caught.value.problems
     assert problem.line == 4 and words in problem.message and problem.allowed.startswith(allowed)
 

@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator import catalogue, matrix
 from orchestrator.engines import ENGINES, smallmind
 from orchestrator.engines.base import runs_everything
 from orchestrator.errors import InputError
-
+from orchestrator.matrix import matrixfile
+from orchestrator.models import catalogue
+from orchestrator.plan import planner
 from tests.unit.test_cli import orchestrate
 
 SMALLMIND = ENGINES["smallmind"]
@@ -93,7 +94,7 @@ def test_a_model_without_a_declared_architecture_is_refused():
 
 def test_validation_refuses_the_unsupported_cell_at_the_engine_line_with_the_reason():
     with pytest.raises(InputError) as caught:
-        matrix.parse(smallmind_matrix(), "m.yaml")
+        planner.expand(matrixfile.parse(smallmind_matrix(), "m.yaml"))
     (problem,) = caught.value.problems
     assert (problem.path, problem.line) == ("engines[0]", 3)
     assert problem.message.startswith("engine smallmind cannot run model 'tinystories-15m' as gguf-f32: ")
@@ -104,17 +105,18 @@ def test_validation_refuses_the_unsupported_cell_at_the_engine_line_with_the_rea
 def test_each_refused_format_is_named_once_and_a_supported_one_passes():
     options = "\n    options: {path: run-gguf}"
     with pytest.raises(InputError) as caught:
-        matrix.parse(smallmind_matrix("gguf-f32, gguf-q4_0, gguf-q8_0", options), "m.yaml")
+        planner.expand(matrixfile.parse(smallmind_matrix("gguf-f32, gguf-q4_0, gguf-q8_0", options), "m.yaml"))
     (problem,) = caught.value.problems
     assert "as gguf-q4_0:" in problem.message
-    assert len(matrix.parse(smallmind_matrix("gguf-f32, gguf-q8_0", options), "m.yaml").engines) == 1
+    assert len(planner.expand(matrixfile.parse(smallmind_matrix("gguf-f32, gguf-q8_0", options), "m.yaml"))) == 2
 
 
 def test_an_exclude_rule_removes_the_refused_cell():
     options = "\n    options: {path: run-gguf}"
-    kept = matrix.parse(smallmind_matrix("gguf-f32, gguf-q4_0", options,
-                                         "exclude:\n  - {engine: smallmind, format: gguf-q4_0}\n"), "m.yaml")
+    kept = matrixfile.parse(smallmind_matrix("gguf-f32, gguf-q4_0", options,
+                                             "exclude:\n  - {engine: smallmind, format: gguf-q4_0}\n"), "m.yaml")
     assert kept.models[0].formats == ("gguf-f32", "gguf-q4_0")
+    assert [c.format for c in planner.expand(kept)] == ["gguf-f32"]
 
 
 def test_the_hook_serves_any_engine(monkeypatch):
@@ -122,7 +124,7 @@ def test_the_hook_serves_any_engine(monkeypatch):
     monkeypatch.setitem(ENGINES, "candle", refusing)
     text = smallmind_matrix().replace("name: smallmind", "name: candle").replace("gguf-f32", "gguf-f32, gguf-f16")
     with pytest.raises(InputError, match="engine candle cannot run model 'tinystories-15m' as gguf-f16: no"):
-        matrix.parse(text, "m.yaml")
+        planner.expand(matrixfile.parse(text, "m.yaml"))
 
 
 def test_orchestrate_validate_exits_2_with_the_reason(tmp_path):

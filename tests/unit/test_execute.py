@@ -1,20 +1,20 @@
-"""Running one CELL with a fake Docker behind execute.ContainerRunner, and assembling its record."""
+"""Running one CELL with a fake Docker behind cellrun.ContainerRunner, and assembling its record."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from orchestrator import execute, plan, record
-from orchestrator.cpuset import Assignment
-from orchestrator.dockerapi import ContainerSpec, Exit
 from orchestrator.errors import DockerError, UsageError
-from orchestrator.images import Built
-from orchestrator.matrix import Workload
-from orchestrator.models import Prepared
-from orchestrator.record import CellSettings, Judged
-from orchestrator.results import CellStatus
-
+from orchestrator.execute import cellrun, record
+from orchestrator.execute.record import CellSettings, Judged
+from orchestrator.host.cpuset import Assignment
+from orchestrator.host.dockerapi import ContainerSpec, Exit
+from orchestrator.images.imagebuild import Built
+from orchestrator.matrix.matrixfile import Workload
+from orchestrator.models.modelstore import Prepared
+from orchestrator.plan import planner
+from orchestrator.results.judge import CellStatus
 from tests.unit.records import per_thread, repetition
 
 WORKLOAD = Workload(name="w", prompt="Once upon a time", gen_tokens=5, prompt_tokens=4)
@@ -24,7 +24,7 @@ def settings(tmp_path, threads=2, options=None, engine="llama.cpp"):
     options = options or {}
     coordinates = {"engine": engine, "engine_options": options, "model": "tinystories-15m", "format": "gguf-f32",
                    "threads": threads, "workload": WORKLOAD.__dict__}
-    cell = plan.Cell(plan.cell_id(coordinates), engine, json.dumps(options), "tinystories-15m", "gguf-f32",
+    cell = planner.Cell(planner.cell_id(coordinates), engine, json.dumps(options), "tinystories-15m", "gguf-f32",
                      threads, WORKLOAD)
     (tmp_path / "model").mkdir(exist_ok=True)
     return CellSettings(
@@ -70,37 +70,37 @@ INFO = {"cgroup_driver": "cgroupfs", "cgroup_version": "1"}
 def test_an_ok_cell_gets_a_record_with_the_threads_verdict(tmp_path):
     cell = settings(tmp_path)
     docker = FakeDocker(lambda job: good_result(job["cell_id"], job["threads"]))
-    done = execute.run_cell(docker, INFO, cell, tmp_path / "cell")
+    done = cellrun.run_cell(docker, INFO, cell, tmp_path / "cell")
     assert done["status"] == "ok" and done["reason"] is None
     assert done["threads"]["used"] == 2 and done["threads"]["basis"] == "per-thread CPU"
     assert done["outside"]["wall_s"] == pytest.approx(1.5) and done["provenance"]["engine_version"] == "v9"
     assert json.loads((tmp_path / "cell" / "record.json").read_text()) == done
     spec = docker.specs[0]
-    assert spec.cpuset_cpus == "0-1" and spec.user == execute.RUNNER_USER and spec.mem_limit == 2**30
+    assert spec.cpuset_cpus == "0-1" and spec.user == cellrun.RUNNER_USER and spec.mem_limit == 2**30
     assert {m.container: m.read_only for m in spec.mounts} == {"/job": True, "/models": True, "/out": False}
 
 
 def test_a_runner_that_uses_fewer_threads_is_ok_with_a_note(tmp_path):
     docker = FakeDocker(lambda job: good_result(job["cell_id"], job["threads"], busy=1))
-    done = execute.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell")
+    done = cellrun.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell")
     assert done["status"] == "ok" and "1 of the 2 threads" in done["threads"]["note"]
     assert done["threads"]["used"] == 1 and done["result"]["threads"]["engine_reported"] == 2
 
 
 def test_a_runner_that_uses_more_threads_makes_the_cell_invalid(tmp_path):
     docker = FakeDocker(lambda job: good_result(job["cell_id"], job["threads"], busy=3))
-    done = execute.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell")
+    done = cellrun.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell")
     assert done["status"] == "invalid" and "ran with 3 threads" in done["reason"]
 
 
 def test_a_refused_job_is_crashed_with_the_log_tail(tmp_path):
-    done = execute.run_cell(FakeDocker(exit_code=1), INFO, settings(tmp_path), tmp_path / "cell")
+    done = cellrun.run_cell(FakeDocker(exit_code=1), INFO, settings(tmp_path), tmp_path / "cell")
     assert done["status"] == "crashed" and "status 1" in done["reason"]
     assert done["result"] is None and done["threads"]["used"] is None and done["threads"]["basis"] == "none"
 
 
 def test_a_container_that_does_not_start_is_recorded_not_raised(tmp_path):
-    done = execute.run_cell(FakeDocker(raises=DockerError("no such image")), INFO, settings(tmp_path),
+    done = cellrun.run_cell(FakeDocker(raises=DockerError("no such image")), INFO, settings(tmp_path),
                             tmp_path / "cell")
     assert done["status"] == "crashed" and "no such image" in done["reason"]
     assert "wall_s" in done["outside"]["unmeasured"]
@@ -108,15 +108,15 @@ def test_a_container_that_does_not_start_is_recorded_not_raised(tmp_path):
 
 def test_the_job_carries_only_validated_options(tmp_path):
     docker = FakeDocker(lambda job: good_result(job["cell_id"], job["threads"]))
-    execute.run_cell(docker, INFO, settings(tmp_path, options={"kv_cache_type": "f32"}), tmp_path / "a")
+    cellrun.run_cell(docker, INFO, settings(tmp_path, options={"kv_cache_type": "f32"}), tmp_path / "a")
     assert json.loads(docker.jobs[0])["engine"]["options"] == {"kv_cache_type": "f32"}
     with pytest.raises(UsageError, match="unknown option 'kv_cache'"):
-        execute.run_cell(docker, INFO, settings(tmp_path, options={"kv_cache": "f32"}), tmp_path / "b")
+        cellrun.run_cell(docker, INFO, settings(tmp_path, options={"kv_cache": "f32"}), tmp_path / "b")
 
 
 def test_an_edge_case_job_file_replaces_the_job_the_container_reads(tmp_path):
     docker = FakeDocker(exit_code=1)
-    execute.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell", job_file=b"{not json")
+    cellrun.run_cell(docker, INFO, settings(tmp_path), tmp_path / "cell", job_file=b"{not json")
     assert docker.jobs == [b"{not json"]
 
 

@@ -2,7 +2,7 @@
 
 import copy
 
-from orchestrator import fanout, report
+from orchestrator.report import fanout, writer
 from tests.unit.runfolder import made_up_records, write_run
 
 
@@ -31,11 +31,11 @@ def test_several_workers_write_the_same_files_as_one(tmp_path, monkeypatch):
             records.append(rec)
     one, many = write_run(tmp_path / "one", records), write_run(tmp_path / "many", records)
     monkeypatch.setattr(fanout, "MIN_ITEMS", 10**9)
-    report.write(one)
+    writer.write(one)
     monkeypatch.setattr(fanout, "MIN_ITEMS", 1)
     monkeypatch.setattr(fanout, "workers", lambda items: 3)
-    report.write(many)
+    writer.write(many)
     assert "note 1" in (one / "report.html").read_text() and "no cgroup 8" in (one / "report.html").read_text()
-    for name in report.WRITTEN:
+    for name in writer.WRITTEN:
         where = "" if name == "report.html" else "tables/"
         assert (one / f"{where}{name}").read_bytes() == (many / f"{where}{name}").read_bytes(), name

@@ -11,9 +11,9 @@ import time
 import pytest
 import requests.exceptions
 
-from orchestrator import dockerapi
-from orchestrator.dockerapi import ContainerSpec, Docker
 from orchestrator.errors import DockerError
+from orchestrator.host import dockerapi
+from orchestrator.host.dockerapi import ContainerSpec, Docker
 
 REFUSED = requests.exceptions.ConnectionError("('Connection aborted.', ConnectionRefusedError(111, 'refused'))")
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from orchestrator.files.locking import Lock
 
-from orchestrator import catalogue, locks, models
-from orchestrator.dockerapi import Exit
-from orchestrator.images import Built
+from orchestrator.files.locking import Lock
+from orchestrator.host.dockerapi import Exit
+from orchestrator.images.imagebuild import Built
+from orchestrator.models import catalogue, modelstore
 
 MODEL = "tinystories-15m"
 GREEDY = {"prompt": "Once upon a time", "prompt_ids": [1, 9038], "n": 64, "generated": list(range(64)),
@@ -60,8 +60,8 @@ def fake_image(docker, name, logs_dir, progress=print, buildargs=None):
 
 
 def prepare(store: Path, calls: Path, formats: list[str], interrupt: str | None = None):
-    models.images.ensure = fake_image  # in a child process, or undone by monkeypatch in this one
-    return models.prepare(FakeTools(calls, interrupt), MODEL, formats, store / "logs", lambda _: None, root=store)
+    modelstore.imagebuild.ensure = fake_image  # in a child process, or undone by monkeypatch in this one
+    return modelstore.prepare(FakeTools(calls, interrupt), MODEL, formats, store / "logs", lambda _: None, root=store)
 
 
 def _child(store, calls, start, results):
@@ -84,41 +84,41 @@ def test_two_processes_preparing_one_model_make_it_once_and_agree(tmp_path):
     hashes = [results.get(timeout=5) for _ in workers]
     assert hashes[0] == hashes[1]
     assert sorted(calls.read_text().split()) == ["greedy.py", "llama-quantize", "make_model.py"]  # each tool once
-    folder = models.folder(catalogue.get(MODEL), tmp_path / "store")
-    assert models.verify(folder) == []
-    assert sorted(models.manifest(folder)["files"]) == ["gguf-f32", "gguf-q8_0", "safetensors"]
+    folder = modelstore.folder(catalogue.get(MODEL), tmp_path / "store")
+    assert modelstore.verify(folder) == []
+    assert sorted(modelstore.manifest(folder)["files"]) == ["gguf-f32", "gguf-q8_0", "safetensors"]
 
 
 def test_ctrl_c_while_a_tool_runs_leaves_nothing_half_made_in_the_store(tmp_path, monkeypatch):
-    monkeypatch.setattr(models.images, "ensure", fake_image)
+    monkeypatch.setattr(modelstore.imagebuild, "ensure", fake_image)
     store = tmp_path / "store"
     with pytest.raises(KeyboardInterrupt):
         prepare(store, tmp_path / "calls.txt", ["gguf-f32"], interrupt="make_model.py")
-    folder = models.folder(catalogue.get(MODEL), store)
+    folder = modelstore.folder(catalogue.get(MODEL), store)
     assert sorted(p.name for p in folder.iterdir()) == []  # no work folders, no manifest, no model files
-    assert models.lookup(catalogue.get(MODEL), "gguf-f32", store) is None
+    assert modelstore.lookup(catalogue.get(MODEL), "gguf-f32", store) is None
     lock = Lock(folder.with_name(folder.name + ".lock"))
     assert lock.acquire()  # released
     lock.release()
     done = prepare(store, tmp_path / "calls.txt", ["gguf-f32"])  # and the next try makes it whole
-    assert models.verify(folder) == [] and done["gguf-f32"].size == 4000
+    assert modelstore.verify(folder) == [] and done["gguf-f32"].size == 4000
 
 
 def test_work_left_by_a_killed_process_is_removed_by_the_next_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(models.images, "ensure", fake_image)
+    monkeypatch.setattr(modelstore.imagebuild, "ensure", fake_image)
     store = tmp_path / "store"
-    folder = models.folder(catalogue.get(MODEL), store)
+    folder = modelstore.folder(catalogue.get(MODEL), store)
     (folder / ".work-onnx" / "onnx").mkdir(parents=True)  # kill -9 while exporting ONNX
     (folder / ".work-onnx" / "onnx" / "model.onnx").write_bytes(b"half")
     prepare(store, tmp_path / "calls.txt", ["gguf-f32"])
     assert not list(folder.glob(".work-*"))
-    assert models.verify(folder) == []
+    assert modelstore.verify(folder) == []
 
 
 def test_a_second_process_waits_for_the_lock_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(models.images, "ensure", fake_image)
+    monkeypatch.setattr(modelstore.imagebuild, "ensure", fake_image)
     store = tmp_path / "store"
-    folder = models.folder(catalogue.get(MODEL), store)
+    folder = modelstore.folder(catalogue.get(MODEL), store)
     folder.mkdir(parents=True)
     said = []
     context = multiprocessing.get_context("fork")
@@ -127,7 +127,7 @@ def test_a_second_process_waits_for_the_lock_and_says_so(tmp_path, monkeypatch):
     release = context.Process(target=_release_later, args=(str(folder.with_name(folder.name + ".lock")), holding))
     release.start()
     assert holding.wait(timeout=10)
-    done = models.prepare(FakeTools(tmp_path / "calls.txt"), MODEL, ["gguf-f32"], store / "logs", said.append,
+    done = modelstore.prepare(FakeTools(tmp_path / "calls.txt"), MODEL, ["gguf-f32"], store / "logs", said.append,
                           root=store)
     release.join(timeout=10)
     assert any(line.startswith("waiting: another orchestrate process is preparing tinystories-15m") for line in said)

@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import bounds, catalogue, cpuset, matrix, plan, yamlsafe
 from orchestrator.errors import CatalogueError, InputError, PlacementError
+from orchestrator.files import yamlsafe
+from orchestrator.host import cpuset
+from orchestrator.matrix import bounds, matrixfile
+from orchestrator.models import catalogue
+from orchestrator.plan import planner
 from orchestrator.run import place
 from tests.conftest import GOOD_MATRIX
 from tests.unit.hostile_cases import MATRIX_CASES, matrix_outcome
@@ -30,19 +34,19 @@ def test_a_bomb_is_refused_before_it_is_expanded(tmp_path):
 def test_the_limits_are_stated_where_they_apply():
     assert yamlsafe.MAX_BYTES == 1 << 20 and yamlsafe.MAX_NODES == 100_000
     assert bounds.MAX_CELLS == 10_000 and bounds.MIN_MEMORY_BYTES == 16 * 2**20
-    schema = matrix.schemas.validator("matrix").schema
+    schema = matrixfile.schemas.validator("matrix").schema
     assert schema["properties"]["timeout_s"]["maximum"] == bounds.MAX_TIMEOUT_S
 
 
 def test_a_memory_limit_is_exact_for_any_length():
-    assert matrix.parse_size("1.5k") == 1536 and matrix.parse_size("16m") == bounds.MIN_MEMORY_BYTES
-    assert matrix.parse_size("9" * 30) == int("9" * 30)  # no float overflow, no traceback
+    assert matrixfile.parse_size("1.5k") == 1536 and matrixfile.parse_size("16m") == bounds.MIN_MEMORY_BYTES
+    assert matrixfile.parse_size("9" * 30) == int("9" * 30)  # no float overflow, no traceback
     with pytest.raises(ValueError):
-        matrix.parse_size("1e3")
+        matrixfile.parse_size("1e3")
 
 
 def test_the_smallest_allowed_memory_limit_passes():
-    loaded = matrix.parse(GOOD_MATRIX + "memory_limit: 16m\n", "m.yaml")
+    loaded = matrixfile.parse(GOOD_MATRIX + "memory_limit: 16m\n", "m.yaml")
     assert loaded.memory_limit_bytes() == 16 * 2**20
 
 
@@ -58,18 +62,18 @@ def test_duplicate_keys_name_both_lines():
 
 
 def test_rules_matching_nothing_warn_but_load():
-    loaded = matrix.parse(GOOD_MATRIX + "exclude: [{threads: 8}, {workload: [long], format: gguf-f32}]\n", "m.yaml")
+    loaded = matrixfile.parse(GOOD_MATRIX + "exclude: [{threads: 8}, {workload: [long], format: gguf-f32}]\n", "m.yaml")
     assert len(loaded.warnings) == 2
     assert "exclude[0].threads value 8 matches no threads" in loaded.warnings[0]
     assert "exclude[1].workload value 'long'" in loaded.warnings[1]
-    assert len(plan.expand(loaded)) == 4
+    assert len(planner.expand(loaded)) == 4
 
 
 def test_validate_and_run_refuse_absent_cpus_with_the_same_function():
-    loaded = matrix.parse(GOOD_MATRIX + "placement: {cpus: '0,7'}\n", "m.yaml")
+    loaded = matrixfile.parse(GOOD_MATRIX + "placement: {cpus: '0,7'}\n", "m.yaml")
     host = tuple(cpuset.Cpu(i, i) for i in range(4))
     with pytest.raises(PlacementError, match=r"names CPU\(s\) 7 that this host does not offer \(usable: 0-3\)"):
-        place(plan.expand(loaded), loaded, host)
+        place(planner.expand(loaded), loaded, host)
 
 
 def test_the_catalogue_goes_through_the_same_safe_loader(tmp_path):
@@ -85,13 +89,13 @@ def test_the_catalogue_goes_through_the_same_safe_loader(tmp_path):
 def test_the_repository_matrices_still_load():
     root = Path(__file__).resolve().parents[2]
     for path in [root / "matrix.yaml", *sorted((root / "matrices").glob("*.yaml"))]:
-        loaded = matrix.load(path)
-        assert plan.expand(loaded), path
+        loaded = matrixfile.load(path)
+        assert planner.expand(loaded), path
 
 
 def _problems(text: str):
     with pytest.raises(InputError) as caught:
-        matrix.parse(text, "m.yaml")
+        planner.expand(matrixfile.parse(text, "m.yaml"))
     return caught.value.problems
 
 
@@ -107,4 +111,4 @@ def test_an_unreadable_matrix_is_an_input_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "open", denied)
     with pytest.raises(InputError, match="cannot read the file"):
-        matrix.load(path)
+        matrixfile.load(path)

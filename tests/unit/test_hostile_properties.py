@@ -12,9 +12,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import matrix
 from orchestrator.errors import InputError
-from orchestrator.results import MAX_REASON_CHARS, judge
+from orchestrator.matrix import matrixfile
+from orchestrator.plan import planner
+from orchestrator.results.judge import MAX_REASON_CHARS, judge
 from tests.conftest import GOOD_MATRIX
 from tests.unit.hostile_cases import JOB, valid_result
 
@@ -32,9 +33,9 @@ KEYS = ["version", "engines", "models", "threads", "workloads", "warmup", "repet
 
 
 def _outcome(text):
-    """Load a MATRIX: a Matrix, or InputError with located problems; anything else fails the test."""
+    """Load a MATRIX and expand its PLAN: CELLs, or InputError with located problems; anything else fails the test."""
     try:
-        return matrix.parse(text, "m.yaml")
+        return planner.expand(matrixfile.parse(text, "m.yaml"))
     except InputError as exc:
         assert exc.problems and exc.exit_code == 2
         assert all(p.message for p in exc.problems)

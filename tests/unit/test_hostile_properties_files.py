@@ -18,12 +18,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import bundle
+from orchestrator.compare import bundle
 from orchestrator.errors import OrchestratorError
 from tests.unit import hostile_files as hf
 from tests.unit import runs
 
-FAST = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FAST = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "40")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
 
 # Values a careless or malicious colleague might leave anywhere in a JSON document.
@@ -198,9 +199,9 @@ def test_changed_bundle_manifests_and_store_manifests_end_with_an_exit_code(tmp_
         code = outcome(["compare", str(hf.good_run(tmp)), str(tmp / "b.orchestrate.tar.gz")], tmp)
         assert code in (0, 5)
         return
-    from orchestrator import catalogue, models
+    from orchestrator.models import catalogue, modelstore
 
-    folder = models.folder(catalogue.get("tinystories-15m"), tmp / "store")
+    folder = modelstore.folder(catalogue.get("tinystories-15m"), tmp / "store")
     (folder / "gguf").mkdir(parents=True)
     (folder / "gguf" / "model-f32.gguf").write_bytes(b"GGUF")
     (folder / "manifest.json").write_text(json.dumps(changed(manifest, *change)))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.results import read_run
+from orchestrator.results.recordfiles import read_run
 from tests.unit.hostile_cases import IDS, REPORT_CASES, report_outcome, write_run
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import execute
-from orchestrator.files import reading
-from orchestrator.dockerapi import Exit
-from orchestrator.results import MAX_REASON_CHARS, judge, plausibility_problems, quote_log
-from orchestrator.files import writing
+from orchestrator.execute import cellrun
+from orchestrator.files import reading, writing
+from orchestrator.host.dockerapi import Exit
+from orchestrator.results.judge import MAX_REASON_CHARS, judge, plausibility_problems, quote_log
 from tests.unit.hostile_cases import JOB, RESULT_CASES, result_outcome, valid_result
 from tests.unit.test_execute import INFO, good_result, settings
 
@@ -67,7 +66,7 @@ class HostileDocker:
 
 
 def test_a_hostile_cell_is_recorded_and_its_full_log_kept_only_in_runner_log(tmp_path):
-    done = execute.run_cell(HostileDocker(), INFO, settings(tmp_path), tmp_path / "cell")
+    done = cellrun.run_cell(HostileDocker(), INFO, settings(tmp_path), tmp_path / "cell")
     assert done["status"] == "invalid" and "symbolic link" in done["reason"]
     assert "root:" not in json.dumps(done)  # nothing of /etc/passwd reached the record
     assert len(done["log_tail"]) < 1000 and done["log_tail"].endswith("last line")
@@ -83,7 +82,7 @@ def test_a_good_cell_still_ends_ok(tmp_path):
             (out / "result.json").write_text(json.dumps(good_result(job["cell_id"], job["threads"])))
             return Exit(0, False, False, None, None, "fine\n")
 
-    done = execute.run_cell(Good(), INFO, settings(tmp_path), tmp_path / "cell")
+    done = cellrun.run_cell(Good(), INFO, settings(tmp_path), tmp_path / "cell")
     assert done["status"] == "ok", done["reason"]
 
 

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from orchestrator import charts, htmlreport, merge, report
+from orchestrator.merge import frames
+from orchestrator.report import charts, htmlreport, writer
 from tests.unit.runfolder import made_up_records, run_document, write_run
 
 FIGURES = ["chart-decode", "chart-prefill", "chart-ttft", "chart-itl", "chart-threads", "chart-size-speed",
@@ -15,7 +16,7 @@ FIGURES = ["chart-decode", "chart-prefill", "chart-ttft", "chart-itl", "chart-th
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     run_dir = write_run(tmp_path_factory.mktemp("run"))
-    paths = report.write(run_dir)
+    paths = writer.write(run_dir)
     return run_dir, paths["report.html"].read_text()
 
 
@@ -53,7 +54,7 @@ def test_every_chart_of_a_run_with_threads_and_models(written):
 
 def test_chart_values_are_the_table_values(written):
     _, page = written
-    table = merge.cells(made_up_records(), run_document([])["host"]["frequency"])
+    table = frames.cells(made_up_records(), run_document([])["host"]["frequency"])
     decode = next(f for f in figures(page) if f["id"] == "chart-decode")
     one_thread = next(t for t in decode["data"] if t["name"] == "1 thread")
     expected = table[(table["threads"] == 1) & (table["status"] == "ok")]["gen_tps_median"].tolist()
@@ -90,7 +91,7 @@ def test_charts_are_capped_and_say_so(monkeypatch):
     records = made_up_records()
     run = run_document(records)
     run["host"]["frequency"] = {"ghz": None, "source": None, "reason": "no cpufreq"}
-    page = htmlreport.page(run, records, merge.cells(records, run["host"]["frequency"]))
+    page = htmlreport.page(run, records, frames.cells(records, run["host"]["frequency"]))
     assert "Charts show the first 3 of 12 ok CELLs" in page
     decode = next(f for f in figures(page) if f["id"] == "chart-decode")
     assert sum(len(t["x"]) for t in decode["data"]) == 3
@@ -99,7 +100,7 @@ def test_charts_are_capped_and_say_so(monkeypatch):
 
 def test_one_thread_one_model_has_no_scaling_charts():
     records = [r for r in made_up_records() if r["cell"]["threads"] == 1 and r["cell"]["model"] == "tinystories-15m"]
-    table = merge.cells(records, {"ghz": 2.0, "source": "t"})
+    table = frames.cells(records, {"ghz": 2.0, "source": "t"})
     ids = [f["id"] for f in figures(htmlreport.page(run_document(records), records, table))]
     assert "chart-threads" not in ids and "chart-size-speed" not in ids and "chart-decode" in ids
 

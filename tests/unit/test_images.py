@@ -6,9 +6,9 @@ import tarfile
 
 import pytest
 
-from orchestrator import baseimage, images
 from orchestrator.engines import ENGINES
 from orchestrator.errors import UsageError
+from orchestrator.images import baseimage, imagebuild
 
 
 def make_folder(tmp_path, dockerfile="FROM x\n", extra=None):
@@ -24,30 +24,30 @@ def make_folder(tmp_path, dockerfile="FROM x\n", extra=None):
 
 def test_same_content_same_tag_and_changes_change_it(tmp_path):
     folder = make_folder(tmp_path, extra={"runner.py": "print(1)\n"})
-    files = images.context_files(folder)
-    tag = images.content_hash(files, {"A": "1"})
-    assert tag == images.content_hash(images.context_files(folder), {"A": "1"})
-    assert tag != images.content_hash(files, {"A": "2"})
+    files = imagebuild.context_files(folder)
+    tag = imagebuild.content_hash(files, {"A": "1"})
+    assert tag == imagebuild.content_hash(imagebuild.context_files(folder), {"A": "1"})
+    assert tag != imagebuild.content_hash(files, {"A": "2"})
     (folder / "runner.py").write_text("print(2)\n")
-    assert tag != images.content_hash(images.context_files(folder), {"A": "1"})
+    assert tag != imagebuild.content_hash(imagebuild.context_files(folder), {"A": "1"})
     assert len(tag) == 12
 
 
 def test_generated_folders_are_not_part_of_the_context(tmp_path):
     folder = make_folder(tmp_path, extra={"__pycache__/x.pyc": "junk", ".build-ca/ca.pem": "cert", "a.txt": "a",
                                           "src/.ruff_cache/x": "cache", "src/y.pyc": "junk"})
-    assert [rel for rel, _, _ in images.context_files(folder)] == ["Dockerfile", "a.txt"]
+    assert [rel for rel, _, _ in imagebuild.context_files(folder)] == ["Dockerfile", "a.txt"]
 
 
 def test_folder_without_dockerfile_is_an_error(tmp_path):
     with pytest.raises(UsageError):
-        images.context_files(tmp_path)
+        imagebuild.context_files(tmp_path)
 
 
 def test_context_tar_carries_the_ca_bundle_and_is_reproducible(tmp_path):
-    files = images.context_files(make_folder(tmp_path, extra={"run.sh": "#!/bin/sh\n"}))
-    first = images.context_tar(files, b"CERT")
-    assert first == images.context_tar(files, b"CERT")
+    files = imagebuild.context_files(make_folder(tmp_path, extra={"run.sh": "#!/bin/sh\n"}))
+    first = imagebuild.context_tar(files, b"CERT")
+    assert first == imagebuild.context_tar(files, b"CERT")
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         assert sorted(tar.getnames()) == [".build-ca/ca.pem", "Dockerfile", "run.sh"]
         assert tar.extractfile(".build-ca/ca.pem").read() == b"CERT"
@@ -57,12 +57,12 @@ def test_ca_bundle_prefers_the_orchestrate_variable(tmp_path, monkeypatch):
     bundle = tmp_path / "ca.pem"
     bundle.write_text("MY CA")
     monkeypatch.setenv("ORCHESTRATE_BUILD_CA", str(bundle))
-    assert images.ca_bundle() == b"MY CA"
+    assert imagebuild.ca_bundle() == b"MY CA"
 
 
 def test_default_base_and_suite():
     text = "ARG BASE_IMAGE=debian:bookworm-slim@sha256:" + "a" * 64 + "\nFROM ${BASE_IMAGE}\n"
-    base = images.default_base(text)
+    base = imagebuild.default_base(text)
     assert base.startswith("debian:bookworm-slim@sha256:")
     assert baseimage.suite_of(base) == "bookworm"
     assert baseimage.suite_of("docker.io/library/debian:trixie-slim") == "trixie"
@@ -70,9 +70,9 @@ def test_default_base_and_suite():
 
 
 def test_every_engine_dockerfile_pins_its_base_by_digest():
-    for name in images.available():
-        text = (images.IMAGES_DIR / name / "Dockerfile").read_text()
-        base = images.default_base(text)
+    for name in imagebuild.available():
+        text = (imagebuild.IMAGES_DIR / name / "Dockerfile").read_text()
+        base = imagebuild.default_base(text)
         assert base and "@sha256:" in base, f"images/{name}/Dockerfile must pin its base image by digest"
         assert "# syntax=" not in text
 
@@ -83,31 +83,31 @@ def test_shared_parts_named_by_the_dockerfile_join_the_context(tmp_path, monkeyp
     (shared / "kit" / "helper.py").write_text("X = 1\n")
     (shared / "other").mkdir()
     (shared / "other" / "unused.py").write_text("Y = 1\n")
-    monkeypatch.setattr(images, "SHARED_DIR", shared)
+    monkeypatch.setattr(imagebuild, "SHARED_DIR", shared)
     user = make_folder(tmp_path, "FROM x\nCOPY _shared/kit/ /opt/kit/\n")
-    files = [rel for rel, _, _ in images.context_files(user)]
+    files = [rel for rel, _, _ in imagebuild.context_files(user)]
     assert files == ["Dockerfile", "_shared/kit/helper.py"]
-    before = images.content_hash(images.context_files(user), {})
+    before = imagebuild.content_hash(imagebuild.context_files(user), {})
     (shared / "kit" / "helper.py").write_text("X = 2\n")  # a change to shared code changes the tag
-    assert images.content_hash(images.context_files(user), {}) != before
+    assert imagebuild.content_hash(imagebuild.context_files(user), {}) != before
 
 
 def test_a_dockerfile_naming_a_missing_shared_part_is_refused(tmp_path):
     folder = make_folder(tmp_path, "FROM x\nCOPY _shared/nothing-here/ /x/\n")
     with pytest.raises(UsageError, match="_shared/nothing-here"):
-        images.context_files(folder)
+        imagebuild.context_files(folder)
 
 
 def test_python_runner_images_get_the_kit_and_native_ones_do_not():
     for name in ("onnxruntime", "transformers", "testengine"):
-        rels = {rel for rel, _, _ in images.context_files(images.IMAGES_DIR / name)}
+        rels = {rel for rel, _, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / name)}
         assert {"_shared/runnerkit/job.py", "_shared/runnerkit/cell.schema.json",
                 "_shared/runnerkit/options.schema.json"} <= rels
-    assert not any(rel.startswith("_shared/") for rel, _, _ in images.context_files(images.IMAGES_DIR / "candle"))
+    assert not any(rel.startswith("_shared/") for rel, _, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / "candle"))
 
 
 def test_an_image_folder_two_engines_share_carries_each_engines_options_declaration():
-    files = {rel: content for rel, content, _ in images.context_files(images.IMAGES_DIR / "llama.cpp")}
+    files = {rel: content for rel, content, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / "llama.cpp")}
     # llama.cpp's native runner needs no kit; llama-server's Python runner in the same image does
     assert json.loads(files["_shared/runnerkit/options.schema.json"]) == ENGINES["llama.cpp"].options
     assert json.loads(files["_shared/runnerkit/options.llama-server.schema.json"]) == ENGINES["llama-server"].options
@@ -119,10 +119,10 @@ def test_an_image_folder_two_engines_share_carries_each_engines_options_declarat
 
 def test_torch_build_helpers_live_once_and_reach_both_pytorch_images():
     for name in ("transformers", "modelmaker"):
-        rels = {rel for rel, _, _ in images.context_files(images.IMAGES_DIR / name)}
+        rels = {rel for rel, _, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / name)}
         assert {"_shared/torch/install_torch.sh", "_shared/torch/prune_cuda.py",
                 "_shared/torch/requirements-torch.txt"} <= rels
-        assert not (images.IMAGES_DIR / name / "build" / "install_torch.sh").exists()
+        assert not (imagebuild.IMAGES_DIR / name / "build" / "install_torch.sh").exists()
     # The host-side lock tool is in no build context, so it is hashed into no IMAGE tag.
-    assert not any("lock_requirements" in rel for name in images.available()
-                   for rel, _, _ in images.context_files(images.IMAGES_DIR / name))
+    assert not any("lock_requirements" in rel for name in imagebuild.available()
+                   for rel, _, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / name))

@@ -2,18 +2,18 @@
 
 import pytest
 
-from orchestrator import matrix
 from orchestrator.errors import InputError
+from orchestrator.matrix import matrixfile
 
 
 def problems_of(text: str):
     with pytest.raises(InputError) as caught:
-        matrix.parse(text, "m.yaml")
+        matrixfile.parse(text, "m.yaml")
     return caught.value.problems
 
 
 def test_good_matrix_parses_with_defaults(good_matrix):
-    loaded = matrix.parse(good_matrix, "m.yaml")
+    loaded = matrixfile.parse(good_matrix, "m.yaml")
     assert loaded.threads == (1, 2)
     assert loaded.engines[0].name == "llama.cpp"
     assert loaded.models[0].formats == ("gguf-f32", "gguf-q8_0")
@@ -25,7 +25,7 @@ def test_good_matrix_parses_with_defaults(good_matrix):
 def test_repository_default_matrix_is_valid():
     from tests.conftest import ROOT
 
-    loaded = matrix.load(ROOT / "matrix.yaml")
+    loaded = matrixfile.load(ROOT / "matrix.yaml")
     assert set(loaded.threads) == {1, 2}
     assert {"gguf-f32", "gguf-q8_0", "gguf-q4_0"} <= set(loaded.models[0].formats)
     assert {e.name for e in loaded.engines} == {"llama.cpp", "onnxruntime", "transformers", "candle"}
@@ -99,7 +99,7 @@ def test_duplicate_engine_and_workload_names(good_matrix):
 def test_an_engine_may_appear_again_with_other_options(good_matrix):
     text = good_matrix.replace("  - name: llama.cpp\n", "  - name: llama.cpp\n  - name: llama.cpp\n"
                                                        "    options: {llama_bench: true}\n")
-    loaded = matrix.parse(text)
+    loaded = matrixfile.parse(text)
     assert [e.options for e in loaded.engines] == [{}, {"llama_bench": True}]
 
 
@@ -115,11 +115,11 @@ def test_not_a_mapping():
 
 def test_unreadable_file(tmp_path):
     with pytest.raises(InputError) as caught:
-        matrix.load(tmp_path / "missing.yaml")
+        matrixfile.load(tmp_path / "missing.yaml")
     assert "cannot read the file" in str(caught.value)
 
 
 @pytest.mark.parametrize("text,expected", [("2g", 2 * 1024**3), ("512m", 512 * 1024**2), ("1.5k", 1536),
                                            ("100", 100), ("3G", 3 * 1024**3)])
 def test_parse_size(text, expected):
-    assert matrix.parse_size(text) == expected
+    assert matrixfile.parse_size(text) == expected

@@ -4,7 +4,7 @@ import random
 
 import pandas as pd
 
-from orchestrator import mdtable
+from orchestrator.report import mdtable
 
 STRINGS = ["a", "llama.cpp", "gguf-q8_0", "64/64", "12/64 DISAGREE", "ref", "c-0001", "0-1", "x y", ""]
 FLOATS = [0.0, 1.5, 2.0, 1234.5678, 1e-5, 12345678.9, -0.25, 3.0e10, 0.1, 7.0, float("inf")]

@@ -1,6 +1,6 @@
 """Noise guards and measured frequency on made-up counter readings."""
 
-from orchestrator import noise
+from orchestrator.host import noise
 
 STAT0 = "cpu  100 0 50 1000 0 0 0 0 0 0\ncpu0 50 0 25 500 0 0 0 0 0 0\ncpu1 50 0 25 500 0 0 0 0 0 0\n"
 

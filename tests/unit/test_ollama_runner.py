@@ -15,17 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import images, results, schemas
+from orchestrator import schemas
+from orchestrator.images import imagebuild
+from orchestrator.results import judge
 from tests.unit.ollama_double import OllamaDouble, Script
 
-OLLAMA_DIR = images.IMAGES_DIR / "ollama"
+OLLAMA_DIR = imagebuild.IMAGES_DIR / "ollama"
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
     """images/ollama/runner.py, imported with the runner kit assembled for the ollama IMAGE."""
     root = tmp_path_factory.mktemp("engine")
-    for rel, content, _ in images.shared_files("ollama", (OLLAMA_DIR / "Dockerfile").read_text()):
+    for rel, content, _ in imagebuild.shared_files("ollama", (OLLAMA_DIR / "Dockerfile").read_text()):
         if rel.startswith("_shared/runnerkit/"):
             target = root / "runnerkit" / rel.split("/", 2)[2]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,7 @@ def test_a_repetition_cut_by_ollamas_repeat_limit_is_recorded_not_fatal(runner, 
     reps = document["repetitions"]
     assert [r["generated_tokens"] for r in reps] == [31, 31]  # " a" then 30 repeats, no final chunk
     assert [s["stop"] for s in document["extra"]["short_repetitions"]] == ["repeat-limit", "repeat-limit"]
-    status, reason, _ = results.judge(job, 0, False, False, "", _written(document, tmp_path))
+    status, reason, _ = judge.judge(job, 0, False, False, "", _written(document, tmp_path))
     assert status.name == "INVALID" and "31 tokens generated" in reason
 
 
@@ -101,7 +103,7 @@ def test_a_whole_generation_counts_the_tokens_ollama_streamed_no_chunk_for(runne
     assert document["extra"]["ollama"][0]["unseen_tokens"] == 1
     assert document["extra"]["options"]["stop"] == [] and document["extra"]["options"]["num_ctx"] == 8 + 6 + 64
     assert double.loads == 4  # the first load, then one preload per repetition (1 warmup + 2 timed)
-    _, reason, _ = results.judge(job, 0, False, False, "", _written(document, tmp_path))
+    _, reason, _ = judge.judge(job, 0, False, False, "", _written(document, tmp_path))
     assert "inter-token latencies" not in (reason or "")  # one latency per token after the first
     # the re-tokenized text (" xé y z w": 4 words for the stand-in) is not the 6 ids Ollama decoded: token ids
     # stay approximate, as documented
@@ -113,7 +115,7 @@ def test_a_prompt_ollama_evaluated_differently_is_flagged(runner, tmp_path, monk
                                                                      prompt_eval_count=9, prefill_s=0.002))
     assert [r["prompt_tokens"] for r in document["repetitions"]] == [9, 9]
     assert "evaluated 9 prompt tokens" in document["extra"]["ollama"][0]["prompt_mismatch"]
-    status, reason, _ = results.judge(job, 0, False, False, "", _written(document, tmp_path))
+    status, reason, _ = judge.judge(job, 0, False, False, "", _written(document, tmp_path))
     assert status.name == "INVALID" and "prompt has 9 tokens, 8 asked for" in reason
 
 

@@ -6,16 +6,22 @@ import math
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from orchestrator import execute, matrix, merge, perplexity, plan, report, schemas
+from orchestrator import schemas
 from orchestrator.errors import InputError
-from orchestrator.matrix import Workload
-from orchestrator.results import consistency_problems
-from orchestrator.texts import EvalIds
-
+from orchestrator.execute import cellrun
+from orchestrator.matrix import matrixfile
+from orchestrator.matrix.matrixfile import Workload
+from orchestrator.merge import frames
+from orchestrator.models.texts import EvalIds
+from orchestrator.plan import planner
+from orchestrator.report import exporters, writer
+from orchestrator.results import perplexity
+from orchestrator.results.judge import consistency_problems
 from tests.unit import records
-from tests.unit.test_execute import FakeDocker, INFO, settings
+from tests.unit.test_execute import INFO, FakeDocker, settings
 
 PPL = Workload("ppl", None, None, kind="perplexity", text="kjv-genesis-1", context=8, stride=4)
 
@@ -48,8 +54,8 @@ def test_known_windows():
 
 
 def test_a_perplexity_workload_gets_only_the_engines_that_run_it():
-    parsed = matrix.parse(MATRIX)
-    cells = plan.expand(parsed)
+    parsed = matrixfile.parse(MATRIX)
+    cells = planner.expand(parsed)
     kinds = {(c.engine, c.workload.kind) for c in cells}
     assert ("llama-server", "perplexity") not in kinds and ("llama-server", "generate") in kinds
     assert {("llama.cpp", "perplexity"), ("candle", "perplexity")} <= kinds
@@ -77,7 +83,7 @@ def test_a_generation_workload_keeps_its_coordinates_and_cell_id():
 def test_bad_perplexity_workloads_are_refused_with_their_line(line, needle):
     text = MATRIX.rsplit("\n", 2)[0] + "\n" + line + "\n"
     with pytest.raises(InputError) as caught:
-        matrix.parse(text, "m.yaml")
+        matrixfile.parse(text, "m.yaml")
     message = str(caught.value)
     assert needle in message and "m.yaml:7" in message
 
@@ -86,7 +92,7 @@ def test_a_matrix_without_an_engine_for_perplexity_is_refused():
     text = MATRIX.replace("engines: [{name: llama.cpp}, {name: llama-server}, {name: candle}]",
                           "engines: [{name: llama-server}]")
     with pytest.raises(InputError, match="no engine in this MATRIX runs a perplexity workload"):
-        matrix.parse(text, "m.yaml")
+        matrixfile.parse(text, "m.yaml")
 
 
 def ppl_settings(tmp_path):
@@ -114,7 +120,7 @@ def ppl_result(job, nll=(2.0, 2.0), windows=2, scored=9):
 
 def test_the_job_names_the_ids_copied_into_the_job_folder(tmp_path):
     docker = FakeDocker(lambda job: ppl_result(job))
-    done = execute.run_cell(docker, INFO, ppl_settings(tmp_path), tmp_path / "cell")
+    done = cellrun.run_cell(docker, INFO, ppl_settings(tmp_path), tmp_path / "cell")
     job = json.loads(docker.jobs[0])
     assert schemas.problems("cell", job) == []
     assert job["workload"] == {"name": "ppl", "kind": "perplexity", "text": "kjv-genesis-1", "ids_path": "/job/ids.json",
@@ -131,7 +137,7 @@ def test_the_job_names_the_ids_copied_into_the_job_folder(tmp_path):
     (lambda r: r["perplexity"].update(ids_sha256="b" * 64), "perplexity.ids_sha256"),
 ])
 def test_an_inconsistent_perplexity_result_is_named(tmp_path, change, needle):
-    job = execute.job_document(ppl_settings(tmp_path))
+    job = cellrun.job_document(ppl_settings(tmp_path))
     good = ppl_result(job)
     assert consistency_problems(job, good) == []
     bad = copy.deepcopy(good)
@@ -160,7 +166,7 @@ def test_the_table_has_perplexity_and_its_agreement():
              records.record(cell_id="c-000000000005")]
     for record in found[:4]:
         assert schemas.problems("record", record) == []
-    table = merge.cells(found, {"ghz": None, "reason": "test"}).set_index("cell_id")
+    table = frames.cells(found, {"ghz": None, "reason": "test"}).set_index("cell_id")
     assert table.loc["c-000000000001", "ppl_agreement"] == "reference"
     assert table.loc["c-000000000002", "ppl_agreement"] == "ok"
     assert table.loc["c-000000000002", "ppl_vs_reference"] == pytest.approx(0.0025)
@@ -170,42 +176,42 @@ def test_the_table_has_perplexity_and_its_agreement():
     assert table.loc["c-000000000001", "ppl_tps_median"] == pytest.approx(9 / 0.4)
     assert math.isnan(table.loc["c-000000000001", "gen_tps_median"])
     assert table.loc["c-000000000005", "agreement"] == "reference"  # the generation CELL keeps its own agreement
-    text = report.to_markdown(table.reset_index())
+    text = exporters.to_markdown(table.reset_index())
     header = [h.strip() for h in text.splitlines()[0].split("|")]
     assert header.index("PPL vs ref") == header.index("PPL") + 1
     assert "+2.50% DISAGREE" in text and "+10.00% vs F32" in text and "+0.25%" in text
-    assert merge.repetitions(found).shape[0] == 3  # only the generation CELL's repetitions
+    assert frames.repetitions(found).shape[0] == 3  # only the generation CELL's repetitions
 
 
 def test_report_html_charts_perplexity_and_names_a_disagreement():
-    from orchestrator import htmlreport
+    from orchestrator.report import htmlreport
 
     found = [ppl_record("c-000000000001", "llama.cpp", "gguf-f32", 20.0),
              ppl_record("c-000000000003", "onnxruntime", "onnx", 20.5), records.record(cell_id="c-000000000005")]
     frequency = {"ghz": None, "reason": "test"}
-    table = merge.tables(report.slimmed(found), frequency, merge.derived_columns(found, frequency))[0]
+    table = frames.tables(writer.slimmed(found), frequency, frames.derived_columns(found, frequency))[0]
     rows = table.to_dict("records")
     figures = {f.id for f in htmlreport.charts.perplexity_figure(rows)}
     assert figures == {"chart-perplexity"}
     assert [f.id for f in htmlreport.charts.speed_figures(rows)]  # the generation CELL still has its charts
     assert any("+2.50% from c-000000000001" in w for w in htmlreport.warnings(
-        {"host": {"frequency": {}}, "counts": {}}, report.slimmed(found), rows))
+        {"host": {"frequency": {}}, "counts": {}}, writer.slimmed(found), rows))
 
 
 def test_a_finished_perplexity_cell_has_a_headline():
-    from orchestrator import progress
+    from orchestrator.execute import progress
 
     assert progress.headline(ppl_record("c-000000000001", "llama.cpp", "gguf-f32", 20.0)) == \
         "perplexity 20 over 9 ids"
 
 
 def test_report_html_table_shows_perplexity_once_with_its_verdict():
-    from orchestrator import htmlreport
+    from orchestrator.report import htmlreport
 
     found = [ppl_record("c-000000000001", "llama.cpp", "gguf-f32", 20.0),
              ppl_record("c-000000000003", "onnxruntime", "onnx", 20.5), records.record(cell_id="c-000000000005")]
     frequency = {"ghz": None, "reason": "test"}
-    table = merge.tables(report.slimmed(found), frequency, merge.derived_columns(found, frequency))[0]
+    table = frames.tables(writer.slimmed(found), frequency, frames.derived_columns(found, frequency))[0]
     html = htmlreport._table(htmlreport._rows(table))
     heads = html[:html.index("</thead>")]
     assert heads.count(">PPL<") == 1 and heads.index(">PPL<") < heads.index(">PPL vs ref<")
@@ -214,9 +220,9 @@ def test_report_html_table_shows_perplexity_once_with_its_verdict():
 
 
 def test_an_evaluation_time_no_cell_can_run_is_implausible(tmp_path):
-    from orchestrator.results import plausibility_problems
+    from orchestrator.results.judge import plausibility_problems
 
-    result = ppl_result(execute.job_document(ppl_settings(tmp_path)))
+    result = ppl_result(cellrun.job_document(ppl_settings(tmp_path)))
     assert plausibility_problems(result) == []
     result["repetitions"][1]["time_s"] = 10 ** 9
     assert any("repetition 1: time_s is 1000000000 s, longer than any cell may run" in p
@@ -224,8 +230,8 @@ def test_an_evaluation_time_no_cell_can_run_is_implausible(tmp_path):
 
 
 def test_a_text_needs_its_packages_for_this_architecture():
-    from orchestrator import texts
     from orchestrator.errors import ModelError
+    from orchestrator.models import texts
 
     text = texts.get("kjv-genesis-1")
     assert [p.arch for p in text.packages_for("amd64")] == ["all", "amd64"]

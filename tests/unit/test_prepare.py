@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import cli, matrix, plan, run
+from orchestrator import cli, run
+from orchestrator.matrix import matrixfile
+from orchestrator.plan import planner
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "matrices" / "ci-smoke.yaml")
@@ -28,10 +30,10 @@ def test_prepare_builds_then_reports_images_then_makes_models_and_texts(monkeypa
     monkeypatch.setattr(run, "_build_images", build)
     monkeypatch.setattr(run, "_prepare_models", models)
     monkeypatch.setattr(run, "_prepare_texts", lambda *args: calls.append(("texts",)))
-    matrices = [matrix.load(DEFAULT), matrix.load(SMOKE)]
+    matrices = [matrixfile.load(DEFAULT), matrixfile.load(SMOKE)]
     done = run.prepare(matrices, tmp_path, lambda line: None, lambda images: calls.append(("ready", dict(images))))
     assert [c[0] for c in calls] == ["images", "ready", "models", "texts"]
-    every = [c for m in matrices for c in plan.expand(m)]
+    every = [c for m in matrices for c in planner.expand(m)]
     assert calls[0][1] == sorted({c.engine for c in every})
     assert ("tinystories-15m", "gguf-q8_0") in calls[2][1]  # the smoke CELL's model too
     assert done["models"] == {"m/f": {"sha256": "0" * 64, "size": 1, "path": "/store/m/f"}}

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from orchestrator import images, prereqs
 from orchestrator.errors import ImageBuildError
+from orchestrator.images import imagebuild, prereqs
 
 OLLAMA = "ollama/ollama:0.33.1@sha256:" + "a" * 64
 DOCKERFILE = f"""ARG BASE_IMAGE={OLLAMA}
@@ -51,8 +51,8 @@ def test_needs_lists_the_base_images_behind_args_and_skips_stages_and_debian_bas
 
 
 def test_every_shipped_dockerfile_parses_and_only_ollama_and_smallmind_need_a_registry():
-    needing = {name for name in images.available()
-               if prereqs.needs((images.IMAGES_DIR / name / "Dockerfile").read_text()).base_images}
+    needing = {name for name in imagebuild.available()
+               if prereqs.needs((imagebuild.IMAGES_DIR / name / "Dockerfile").read_text()).base_images}
     assert needing == {"ollama", "smallmind"}
 
 
@@ -91,7 +91,7 @@ def test_a_base_loaded_from_an_archive_without_its_digest_is_built_on_by_tag():
 
 
 def test_smallmind_needs_its_repository_and_a_nuget_feed_each_with_a_local_stand_in():
-    dockerfile = (images.IMAGES_DIR / "smallmind" / "Dockerfile").read_text()
+    dockerfile = (imagebuild.IMAGES_DIR / "smallmind" / "Dockerfile").read_text()
     repo, nuget = "https://github.com/justinamiller/SmallMind", "https://api.nuget.org/v3/index.json"
     assert prereqs.needs(dockerfile).sources == (repo, nuget)
     assert prereqs.needs(dockerfile, {"SMALLMIND_SOURCE": "local"}).sources == (nuget,)
@@ -105,7 +105,7 @@ def test_smallmind_needs_its_repository_and_a_nuget_feed_each_with_a_local_stand
 
 
 def test_an_unreachable_feed_is_named_with_where_to_look_for_a_stand_in():
-    dockerfile = (images.IMAGES_DIR / "smallmind" / "Dockerfile").read_text()
+    dockerfile = (imagebuild.IMAGES_DIR / "smallmind" / "Dockerfile").read_text()
     docker = FakeDocker(local={ref for _, ref in prereqs.needs(dockerfile).base_images})
     with pytest.raises(ImageBuildError) as caught:
         prereqs.check(docker, "smallmind", "t", dockerfile, {"SMALLMIND_SOURCE": "local"}, probe=lambda url: "refused")

@@ -5,9 +5,9 @@ import json
 
 from rich.console import Console
 
-from orchestrator import progress
-from orchestrator.plan import Cell
-from orchestrator.matrix import Workload
+from orchestrator.execute import progress
+from orchestrator.matrix.matrixfile import Workload
+from orchestrator.plan.planner import Cell
 from tests.unit.records import record
 
 

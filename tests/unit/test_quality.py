@@ -1,6 +1,7 @@
 """Output validation: the reference CELL's decoded continuation reaches the report."""
 
-from orchestrator import merge, quality, report
+from orchestrator.merge import frames
+from orchestrator.report import exporters, quality
 from tests.unit.records import record
 
 FREQ = {"ghz": 2.5, "source": "test frequency"}
@@ -32,7 +33,7 @@ def test_the_markdown_page_quotes_every_line_of_the_continuation():
     run = {"run_id": "r", "matrix": {"path": "m.yaml"}, "status": "finished", "started_at": "t",
            "host": {"cpu": {"brand": "cpu", "logical_cpus": 2}, "fingerprint": "f", "docker": {"version": "1"},
                     "cgroup_version": 1, "frequency": FREQ}}
-    page = report.markdown_page(run, merge.cells(records, FREQ), quality.reference_continuations(records))
+    page = exporters.markdown_page(run, frames.cells(records, FREQ), quality.reference_continuations(records))
     assert "## Reference continuations" in page
     assert "  > Once upon a time there was a fox.\n  > The end." in page
-    assert "## Reference continuations" not in report.markdown_page(run, merge.cells(records, FREQ))
+    assert "## Reference continuations" not in exporters.markdown_page(run, frames.cells(records, FREQ))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator import merge, report
+from orchestrator.merge import frames
+from orchestrator.report import exporters
 from tests.unit.records import record
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -18,7 +19,7 @@ def table() -> pd.DataFrame:
             record("c-000000000002", threads=2, fmt="gguf-q8_0", decode=(0.02, 0.025, 0.03), peak=30 * 2**20),
             record("c-000000000003", status="oom", reason="killed by the kernel's OOM killer", engine="testengine",
                    test_double=True)]
-    return merge.cells(rows, FREQ)
+    return frames.cells(rows, FREQ)
 
 
 def check(name: str, text: str) -> None:
@@ -29,20 +30,20 @@ def check(name: str, text: str) -> None:
 
 
 def test_markdown_table_matches_golden():
-    check("cells.md", report.to_markdown(table()))
+    check("cells.md", exporters.to_markdown(table()))
 
 
 def test_csv_matches_golden():
-    check("cells.csv", report.to_csv(table()))
+    check("cells.csv", exporters.to_csv(table()))
 
 
 def test_json_export_is_valid_and_null_for_missing():
-    rows = json.loads(report.to_json(table()))
+    rows = json.loads(exporters.to_json(table()))
     assert len(rows) == 3
     assert rows[2]["status"] == "oom" and rows[2]["gen_tps_median"] is None
     assert rows[0]["gen_tps_median"] == 80.0
 
 
 def test_every_exporter_is_in_the_table():
-    assert set(report.EXPORTERS) == {"csv", "md", "json"}
-    assert report.to_markdown(pd.DataFrame()) == "(no rows)\n"
+    assert set(exporters.EXPORTERS) == {"csv", "md", "json"}
+    assert exporters.to_markdown(pd.DataFrame()) == "(no rows)\n"

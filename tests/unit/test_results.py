@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from orchestrator.results import CellStatus, consistency_problems, judge
 from orchestrator.files import writing
-
+from orchestrator.results.judge import CellStatus, consistency_problems, judge
 from tests.unit.records import per_thread, record
 
 

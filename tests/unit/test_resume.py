@@ -2,9 +2,10 @@
 
 import pytest
 
-from orchestrator import matrix, resume
 from orchestrator.errors import UsageError
+from orchestrator.execute import resume
 from orchestrator.files import writing
+from orchestrator.matrix import matrixfile
 from tests.unit.runfolder import RUN_ID, made_up_records, run_document
 
 TEXT = ("version: 1\nengines: [{name: llama.cpp}]\nmodels: [{id: tinystories-15m, formats: [gguf-f32]}]\n"
@@ -35,10 +36,10 @@ def test_a_run_written_before_sessions_gets_a_first_session_placeholder():
 
 
 def test_seed_comes_from_the_run_then_the_matrix_then_chance():
-    seeded = matrix.parse(TEXT + "seed: 5\n")
+    seeded = matrixfile.parse(TEXT + "seed: 5\n")
     assert resume.seed_of(seeded, {"sampling": {"seed": 3, "seed_source": "MATRIX"}}) == (3, "MATRIX")
     assert resume.seed_of(seeded, None) == (5, "MATRIX")
-    seed, source = resume.seed_of(matrix.parse(TEXT), None)
+    seed, source = resume.seed_of(matrixfile.parse(TEXT), None)
     assert 0 <= seed < 2 ** 32 and source.startswith("drawn")
 
 

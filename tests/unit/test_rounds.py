@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from orchestrator import rounds, sampling
-from orchestrator.matrix import Workload
-from orchestrator.plan import Cell
-from orchestrator.progress import Events
-from orchestrator.results import write_record
+from orchestrator.execute import rounds, sampling
+from orchestrator.execute.progress import Events
+from orchestrator.matrix.matrixfile import Workload
+from orchestrator.plan.planner import Cell
+from orchestrator.results.recordfiles import write_record
 from tests.unit.records import record
 
 CELLS = tuple(Cell(f"c-{i:012x}", "llama.cpp", "{}", "tinystories-15m", "gguf-f32", 1, Workload("w", "x", 5))

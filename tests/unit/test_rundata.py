@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from orchestrator import rundata
 from orchestrator.errors import ResultError
+from orchestrator.results import documents, rundata
 from tests.unit import runs
 
 
@@ -39,7 +39,7 @@ def test_a_record_written_before_the_threads_verdict_is_upgraded_on_load():
     old = runs.cell_record("c-000000000001", threads=2)
     del old["threads"]
     assert rundata.CellRun.from_json(old).threads_used == 2  # the runner's figure
-    upgraded = rundata.upgrade("record", old)
+    upgraded = documents.upgrade("record", old)
     assert upgraded["threads"]["rule"] == "upgraded on load"
 
 
@@ -47,13 +47,13 @@ def test_run_json_without_later_fields_is_upgraded():
     doc = runs.run_doc(["c-000000000001"])
     for key in ("counts", "error"):
         doc.pop(key)
-    upgraded = rundata.upgrade("run", doc)
+    upgraded = documents.upgrade("run", doc)
     assert upgraded["shard"] is None and upgraded["smoke"] == [] and upgraded["counts"] == {}
     assert rundata.RunInfo.from_json(doc).shard is None
 
 
 def test_a_newer_or_unknown_schema_version_is_refused():
     with pytest.raises(ResultError, match="newer orchestrator"):
-        rundata.upgrade("run", {"schema_version": rundata.SCHEMA_VERSION + 1})
+        documents.upgrade("run", {"schema_version": documents.SCHEMA_VERSION + 1})
     with pytest.raises(ResultError, match="not a version"):
-        rundata.upgrade("record", {"schema_version": "1"})
+        documents.upgrade("record", {"schema_version": "1"})

@@ -10,16 +10,17 @@ import time
 
 import pytest
 
-from orchestrator import images, schemas
+from orchestrator import schemas
 from orchestrator.engines import ENGINES
+from orchestrator.images import imagebuild
 
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     """The kit assembled for the onnxruntime IMAGE (with its options declaration), imported."""
     root = tmp_path_factory.mktemp("engine")
-    dockerfile = (images.IMAGES_DIR / "onnxruntime" / "Dockerfile").read_text()
-    for rel, content, _ in images.shared_files("onnxruntime", dockerfile):
+    dockerfile = (imagebuild.IMAGES_DIR / "onnxruntime" / "Dockerfile").read_text()
+    for rel, content, _ in imagebuild.shared_files("onnxruntime", dockerfile):
         if rel.startswith("_shared/runnerkit/"):
             target = root / "runnerkit" / rel.split("/", 2)[2]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -153,8 +154,8 @@ def test_main_exits_1_with_the_reason_and_no_result(kit, tmp_path, monkeypatch, 
 
 
 def test_the_assembled_kit_carries_the_engine_options_declaration():
-    dockerfile = (images.IMAGES_DIR / "transformers" / "Dockerfile").read_text()
-    files = dict((rel, content) for rel, content, _ in images.shared_files("transformers", dockerfile))
+    dockerfile = (imagebuild.IMAGES_DIR / "transformers" / "Dockerfile").read_text()
+    files = dict((rel, content) for rel, content, _ in imagebuild.shared_files("transformers", dockerfile))
     assert json.loads(files["_shared/runnerkit/options.schema.json"]) == ENGINES["transformers"].options
     assert b'"gen_tokens"' in files["_shared/runnerkit/cell.schema.json"]
     assert "_shared/torch/install_torch.sh" in files
@@ -260,7 +261,7 @@ def test_evaluate_refuses_rows_of_the_wrong_shape(kit):
 
 
 def test_the_kit_imports_no_numpy():
-    source = (images.SHARED_DIR / "runnerkit" / "perplexity.py").read_text()
+    source = (imagebuild.SHARED_DIR / "runnerkit" / "perplexity.py").read_text()
     assert "\nimport numpy" not in source and "\nfrom numpy" not in source
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from orchestrator import matrix, sampling
+from orchestrator.execute import batchmerge, sampling
+from orchestrator.matrix import matrixfile
 from tests.unit.records import record
 
 META = {"noise": {"flags": []}, "frequency": {"ghz": None, "source": None, "samples": 0, "reason": "test"}}
@@ -38,9 +39,9 @@ def test_order_is_seeded_shuffled_differs_by_round_and_keeps_every_cell():
 def test_from_matrix_plain_number_keeps_todays_meaning(tmp_path):
     text = ("version: 1\nengines: [{name: llama.cpp}]\nmodels: [{id: tinystories-15m, formats: [gguf-f32]}]\n"
             "threads: [1]\nworkloads: [{name: w, prompt: x, gen_tokens: 8}]\n")
-    plain = sampling.Sampling.from_matrix(matrix.parse(text + "repetitions: 4\n"), 3)
+    plain = sampling.Sampling.from_matrix(matrixfile.parse(text + "repetitions: 4\n"), 3)
     assert (plain.min, plain.max, plain.cv_target, plain.rounds, plain.shuffle) == (4, 4, None, 1, False)
-    adaptive = sampling.Sampling.from_matrix(matrix.parse(
+    adaptive = sampling.Sampling.from_matrix(matrixfile.parse(
         text + "repetitions: {min: 5, max: 30, cv_target: 0.02}\nrounds: 2\nseed: 11\n"), 11)
     assert (adaptive.min, adaptive.max, adaptive.cv_target, adaptive.rounds, adaptive.shuffle) == (5, 30, 0.02, 2, True)
 
@@ -50,12 +51,12 @@ def test_matrix_refuses_min_above_max():
             "threads: [1]\nworkloads: [{name: w, prompt: x, gen_tokens: 8}]\n"
             "repetitions: {min: 9, max: 5, cv_target: 0.02}\n")
     with pytest.raises(Exception, match="above repetitions.max"):
-        matrix.parse(text)
+        matrixfile.parse(text)
 
 
 def test_combine_concatenates_batches_and_keeps_each_repetitions_batch():
     first, second = record(decode=(0.04, 0.05)), record(decode=(0.06,), peak=70 * 2**20, cpu=0.5)
-    merged = sampling.combine([({**META, "batch": 1, "round": 1, "position": 4, "session": 1}, first),
+    merged = batchmerge.combine([({**META, "batch": 1, "round": 1, "position": 4, "session": 1}, first),
                                ({**META, "batch": 2, "round": 2, "position": 9, "session": 2}, second)],
                               policy(target=None, low=3, high=3), complete=True)
     assert [r["index"] for r in merged["result"]["repetitions"]] == [0, 1, 2]
@@ -70,7 +71,7 @@ def test_combine_concatenates_batches_and_keeps_each_repetitions_batch():
 
 def test_combine_a_failed_batch_fails_the_cell():
     ok, oom = record(decode=(0.04, 0.05)), record(status="oom", reason="killed")
-    merged = sampling.combine([({**META, "batch": 1, "round": 1, "position": 1, "session": 1}, ok),
+    merged = batchmerge.combine([({**META, "batch": 1, "round": 1, "position": 1, "session": 1}, ok),
                                ({**META, "batch": 2, "round": 2, "position": 2, "session": 1}, oom)],
                               policy(), complete=True)
     assert merged["status"] == "oom" and merged["sampling"]["stopped"] == "failed"
@@ -80,13 +81,13 @@ def test_combine_says_whether_the_target_was_reached():
     tight = record(decode=(0.04, 0.0401, 0.0399))
     loose = record(decode=(0.04, 0.05, 0.03))
     meta = {**META, "batch": 1, "round": 1, "position": 1, "session": 1}
-    assert sampling.combine([(meta, tight)], policy(), True)["sampling"]["stopped"] == "cv_target reached"
-    assert sampling.combine([(meta, loose)], policy(), True)["sampling"]["stopped"] == "max reached"
-    assert sampling.combine([(meta, loose)], policy(), False)["sampling"]["stopped"] == "in progress"
+    assert batchmerge.combine([(meta, tight)], policy(), True)["sampling"]["stopped"] == "cv_target reached"
+    assert batchmerge.combine([(meta, loose)], policy(), True)["sampling"]["stopped"] == "max reached"
+    assert batchmerge.combine([(meta, loose)], policy(), False)["sampling"]["stopped"] == "in progress"
 
 
 def test_cell_frequency_is_the_sample_weighted_mean_of_its_batches():
     freq = [{"ghz": 2.0, "samples": 10, "sampler": "scaling_cur_freq", "cpus": [1], "source": "x"},
             {"ghz": 3.0, "samples": 30, "sampler": "scaling_cur_freq", "cpus": [1], "source": "x"}]
-    found = sampling._frequency(freq)
+    found = batchmerge._frequency(freq)
     assert found["ghz"] == 2.75 and found["samples"] == 40 and found["source"].startswith("sampled: mean of 40 readings")

@@ -9,31 +9,34 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import ci, matrix, plan, schemas
+from orchestrator import schemas
 from orchestrator.errors import UsageError
+from orchestrator.host import ci
+from orchestrator.matrix import matrixfile
+from orchestrator.plan import planner
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_plan():
-    return plan.expand(matrix.load(str(ROOT / "matrix.yaml")))
+    return planner.expand(matrixfile.load(str(ROOT / "matrix.yaml")))
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8])
 def test_every_cell_lands_in_exactly_one_shard_and_shards_are_balanced(count):
     cells = default_plan()
-    parts = plan.split(cells, count)
+    parts = planner.split(cells, count)
     assert len(parts) == count
     flat = [c.cell_id for part in parts for c in part]
     assert sorted(flat) == sorted(c.cell_id for c in cells) and len(set(flat)) == len(cells)
     sizes = [len(part) for part in parts]
     assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
     for index in range(1, count + 1):
-        assert plan.select(cells, plan.Shard(index, count)) == parts[index - 1]
+        assert planner.select(cells, planner.Shard(index, count)) == parts[index - 1]
 
 
 def test_default_matrix_two_shards_keep_engines_together():
-    first, second = plan.split(default_plan(), 2)
+    first, second = planner.split(default_plan(), 2)
     # Contiguous parts of PLAN order (engine-major): at most one engine is in both shards.
     assert len({c.engine for c in first} & {c.engine for c in second}) <= 1
     assert [c.engine for c in first][0] == "llama.cpp"
@@ -58,24 +61,24 @@ def test_github_matrix_is_one_line_of_json():
     assert done.stdout == '{"shard":["1/2","2/2"]}\n'
 
 
-@pytest.mark.parametrize("text, shard", [("1/2", plan.Shard(1, 2)), ("3/3", plan.Shard(3, 3)),
-                                         (" 2/4", plan.Shard(2, 4))])
+@pytest.mark.parametrize("text, shard", [("1/2", planner.Shard(1, 2)), ("3/3", planner.Shard(3, 3)),
+                                         (" 2/4", planner.Shard(2, 4))])
 def test_parse_shard(text, shard):
-    assert plan.parse_shard(text) == shard and str(shard) == text.strip()
+    assert planner.parse_shard(text) == shard and str(shard) == text.strip()
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "2", "a/b", "1/0", "-1/2", "1/2/3"])
 def test_bad_shards_are_usage_errors(text):
     with pytest.raises(UsageError, match="--shard"):
-        plan.parse_shard(text)
+        planner.parse_shard(text)
 
 
 def test_more_shards_than_cells_is_refused():
     count = len(default_plan())
     with pytest.raises(UsageError, match=f"only {count} cell"):
-        plan.split(default_plan(), count + 1)
+        planner.split(default_plan(), count + 1)
     with pytest.raises(UsageError):
-        plan.split(default_plan(), 0)
+        planner.split(default_plan(), 0)
 
 
 def test_bad_shard_on_the_command_line_exits_2():
@@ -148,13 +151,14 @@ def run_document(**extra):
             "started_at": "2026-01-01T00:00:00+00:00", "finished_at": None,
             "orchestrator": {"version": "0", "git_commit": None}, "matrix": {"path": "m", "text": "", "expanded": []},
             "plan_order": [], "images": {}, "models": {},
-            "host": {"fingerprint": "f", "frequency": {"ghz": None, "source": None, "reason": "not read in this test"}, "cgroup_version": 2, "docker": {}}, **extra}
+            "host": {"fingerprint": "f", "frequency": {"ghz": None, "source": None, "reason": "not read in this test"},
+                     "cgroup_version": 2, "docker": {}}, **extra}
 
 
 def test_run_schema_takes_the_shard_and_ci_context():
     cells = default_plan()
-    shard = plan.Shard(2, 2)
-    good = run_document(shard=plan.shard_record(shard, cells, plan.select(cells, shard)), ci=ci.context(GITHUB_ENV))
+    shard = planner.Shard(2, 2)
+    good = run_document(shard=planner.shard_record(shard, cells, planner.select(cells, shard)), ci=ci.context(GITHUB_ENV))
     assert schemas.problems("run", good) == []
     labelled = ci.context({**GITHUB_ENV, ci.LABELS_VARIABLE: '["self-hosted", "x64"]'})
     assert schemas.problems("run", run_document(ci=labelled)) == []

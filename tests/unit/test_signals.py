@@ -2,8 +2,8 @@
 
 import json
 
-from orchestrator.results import CellStatus, judge
-from orchestrator.signals import describe_exit, signal_of
+from orchestrator.results.judge import CellStatus, judge
+from orchestrator.results.signals import describe_exit, signal_of
 
 
 def test_sigill_says_the_machine_code_does_not_run_on_this_cpu():

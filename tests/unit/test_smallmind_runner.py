@@ -13,9 +13,10 @@ import textwrap
 
 import pytest
 
-from orchestrator import images, schemas
+from orchestrator import schemas
+from orchestrator.images import imagebuild
 
-HERE = images.IMAGES_DIR / "smallmind"
+HERE = imagebuild.IMAGES_DIR / "smallmind"
 
 FAKE_CHILD = """\
 #!{python}
@@ -45,7 +46,7 @@ sys.stdin.readline()
 def runner(tmp_path, monkeypatch):
     """runner.py imported beside the runner kit as the IMAGE assembles it, with a stand-in C# runner."""
     kit = tmp_path / "kit"
-    for rel, content, _ in images.shared_files("smallmind", (HERE / "Dockerfile").read_text()):
+    for rel, content, _ in imagebuild.shared_files("smallmind", (HERE / "Dockerfile").read_text()):
         target = kit / "runnerkit" / rel.split("/", 2)[2]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)

@@ -5,21 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import plan, smoke
-from orchestrator.cpuset import Assignment
-from orchestrator.images import Built
-from orchestrator.matrix import Workload
-from orchestrator.models import Prepared
-from orchestrator.record import CellSettings
-from orchestrator.results import CellStatus, schemas
+from orchestrator.execute import smoke
+from orchestrator.execute.record import CellSettings
+from orchestrator.host.cpuset import Assignment
+from orchestrator.images.imagebuild import Built
+from orchestrator.matrix.matrixfile import Workload
+from orchestrator.models.modelstore import Prepared
+from orchestrator.plan import planner
+from orchestrator.results.judge import CellStatus, schemas
 
 HOST = {"machine": "x86_64", "cpu": {"brand": "Test CPU", "family": 6, "model": 207, "flags": ["avx2", "amx_tile"]}}
 WORKLOAD = Workload("p64-g64", "Once upon a time", 64, 64)
 
 
 def make_cell(engine, fmt, model="m", threads=2, options="{}"):
-    cell = plan.Cell("", engine, options, model, fmt, threads, WORKLOAD)
-    return plan.Cell(plan.cell_id(cell.coordinates()), engine, options, model, fmt, threads, WORKLOAD)
+    cell = planner.Cell("", engine, options, model, fmt, threads, WORKLOAD)
+    return planner.Cell(planner.cell_id(cell.coordinates()), engine, options, model, fmt, threads, WORKLOAD)
 
 
 def built(engine):
@@ -65,7 +66,7 @@ def test_one_smoke_cell_per_engine_and_format_on_the_smallest_model_one_thread()
         ("candle", "small", "gguf-q8_0"), ("llama.cpp", "small", "gguf-q8_0")]
     for cell in chosen:
         assert cell.threads == 1 and cell.workload.name == "smoke" and cell.engine_options == {}
-        assert cell.cell_id == plan.cell_id(cell.coordinates()) and cell.cell_id not in {c.cell_id for c in cells}
+        assert cell.cell_id == planner.cell_id(cell.coordinates()) and cell.cell_id not in {c.cell_id for c in cells}
 
 
 def test_a_failed_smoke_run_is_reported_and_a_passed_one_is_cached(tmp_path, cache):

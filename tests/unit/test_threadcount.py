@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.threadcount import ThreadCpu, derive, from_result
+from orchestrator.results.threadcount import ThreadCpu, derive, from_result
 
 
 def threads(*cpu_s, pid=None):

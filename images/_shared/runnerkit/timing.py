@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def repetition(index: int, prompt_ids: list[int], gen_tokens: int, prefill: Callable[[], Any],

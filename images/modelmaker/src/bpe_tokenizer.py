@@ -265,10 +265,9 @@ def make_hf_tokenizer(name: str, vocab_size: int, hf_dir: Path, model_max_length
     pre-tokenizer name convert_hf_to_gguf.py will derive from its chkhsh. Returns the
     manifest's tokenizer record.
     """
+    from spm_tokenizer import read_vectors
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
-
-    from spm_tokenizer import read_vectors
 
     vocab_file = vocab_path(name)
     vocab = read_vocab(vocab_file)

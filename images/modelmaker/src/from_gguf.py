@@ -26,11 +26,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 import bpe_tokenizer
-from make_model import (FAST_CLASS, GGUF_NAME, MakeError, convert_to_gguf, file_table, fix_modes, log,
-                        prepare_out, read_versions, write_manifest)
+import numpy as np
+from make_model import (
+    FAST_CLASS,
+    GGUF_NAME,
+    MakeError,
+    convert_to_gguf,
+    file_table,
+    fix_modes,
+    log,
+    prepare_out,
+    read_versions,
+    write_manifest,
+)
 
 MANIFEST_SCHEMA = "orchestrate.modelmaker.from_gguf/1"
 LAYER_NAMES = {
@@ -114,7 +123,8 @@ def write_weights(reader, arch: dict, hf_dir: Path) -> dict:
     save_file(tensors, str(hf_dir / "model.safetensors"), metadata={"format": "pt"})
     elements = sum(int(t.n_elements) for t in reader.tensors)
     log(f"model.safetensors: {len(tensors)} tensors, {elements:,} elements, from {dict(types)}")
-    return {"dtype": "F32", "tensors": len(tensors), "elements": elements, "source_tensor_types": dict(sorted(types.items())),
+    return {"dtype": "F32", "tensors": len(tensors), "elements": elements,
+            "source_tensor_types": dict(sorted(types.items())),
             "values": "the source's quantized values (dequantized by gguf-py gguf.quants.dequantize), written as F32",
             "tool": "modelmaker from_gguf.py with llama.cpp gguf-py"}
 

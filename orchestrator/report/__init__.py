@@ -1,0 +1,1 @@
+"""Report: the TABLE's exporters (CSV, Markdown, JSON), report.html and its charts, merged-RUN pages."""

@@ -1,0 +1,1 @@
+"""Statistics over repetitions: order statistics, intervals of medians (pure)."""
