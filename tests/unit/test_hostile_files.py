@@ -27,7 +27,7 @@ def test_hostile_file(case, tmp_path):
 
 def test_there_are_at_least_sixty_cases_across_the_four_kinds():
     kinds = {c.id[0] for c in CASES}
-    assert len(CASES) >= 60 and {"B", "G", "P", "S"} <= kinds
+    assert len(CASES) >= 60 and {"B", "G", "F", "S"} <= kinds
     assert len({c.id for c in CASES}) == len(CASES)
 
 
