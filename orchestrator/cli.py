@@ -87,7 +87,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    merged = machines.combine(machines.load([Path(d) for d in args.run_dirs]), args.allow_mixed_settings)
+    merged = machines.combine(machines.load([Path(d) for d in args.run_dirs]), args.allow_mixed_settings,
+                              args.include_emulated)
     for line in merged.mixed:
         _say(f"warning: settings differ between the RUNs: {line}")
     written = mergereport.write(merged, Path(args.out))
@@ -138,8 +139,9 @@ def cmd_build(args) -> int:
     docker = dockerapi.Docker()
     logs = Path(args.logs)
     for name in names:
-        built = imagebuild.ensure(docker, name, logs, _say, buildargs)
-        print(f"{name}: {built.tag} {built.id} ({'built' if built.rebuilt else 'up to date'})")
+        built = imagebuild.ensure(docker, name, logs, _say, buildargs, args.platform)
+        print(f"{name}: {built.tag} {built.id} ({'built' if built.rebuilt else 'up to date'}, "
+              f"{built.architecture or 'architecture unknown'})")
     return 0
 
 

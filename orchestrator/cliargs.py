@@ -90,6 +90,9 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
             "--allow-mixed-settings is given.")
     c.add_argument("run_dirs", nargs="+", metavar="DIR", help="RUN folders, or folders holding RUN folders")
     c.add_argument("--out", required=True, help="new folder for the merged TABLEs")
+    c.add_argument("--include-emulated", action="store_true",
+                   help="also merge RUNs that ran under emulation with native ones (they stay a machine of their "
+                        "own, marked EMULATED); refused otherwise: emulated speed is no architecture's speed")
     c.add_argument("--allow-mixed-settings", action="store_true",
                    help="merge RUNs measured with different settings anyway; the TABLE and report say which differ")
     c.add_argument("--require-measured", action="store_true",
@@ -104,6 +107,9 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("images", nargs="*", help=f"image folders under images/ ({', '.join(_image_folders())})")
     c.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra build argument (for example TORCH_INDEX_URL=...)")
+    c.add_argument("--platform", choices=["linux/amd64", "linux/arm64"],
+                   help="build for this platform (another architecture than the host's needs qemu-user-static "
+                        "registered with binfmt_misc; docs/arm64.md); tagged apart from the host's IMAGEs")
     c.add_argument("--logs", default="results/build-logs", help="where build logs go (default: results/build-logs)")
 
     c = add("prepare", "build the IMAGEs and make the models a MATRIX needs, without running a CELL",
@@ -148,7 +154,9 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("--out", help="also write compare.md/csv/json/html into this folder")
     c.add_argument("--ignore", action="append", default=[], metavar="COORD",
                    help="pair CELLs on their coordinates less these (threads, format, engine_options, "
-                        "engine_options.NAME; comma-separated or repeated), e.g. to compare 1 thread with 2")
+                        "engine_options.NAME; comma-separated or repeated), e.g. to compare 1 thread with 2; "
+                        "'emulation' also compares CELLs that ran under emulation, which are otherwise not "
+                        "comparable")
     _verdict_options(c)
 
     c = add("bundle", "pack a RUN into one file a colleague can reproduce",

@@ -88,7 +88,7 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
     session = resume.new_session(record, resumed=resume_run is not None)
     writing.write_json(run_dir / "run.json", record)
     try:
-        built, unbuilt = _build_images(docker, cells, logs_dir, progress, record)
+        built, unbuilt = _build_images(docker, cells, logs_dir, progress, record, matrix.platform)
         prepared = _prepare_models(docker, cells, logs_dir, progress, record)
         eval_ids = _prepare_texts(docker, cells, prepared, logs_dir, progress, record)
         writing.write_json(run_dir / "run.json", record)
@@ -166,20 +166,23 @@ def prepare(matrices: list[Matrix], logs_dir: Path, progress: Callable[[str], No
         raise UsageError("the MATRIXes leave no cell: nothing to prepare")
     docker = Docker()
     record: dict = {"images": {}, "models": {}}
-    _build_images(docker, cells, logs_dir, progress, record)
+    for platform in dict.fromkeys(m.platform for m in matrices):
+        _build_images(docker, tuple(c for m in matrices if m.platform == platform for c in planner.expand(m)),
+                      logs_dir, progress, record, platform)
     images_ready(record["images"])
     prepared = _prepare_models(docker, cells, logs_dir, progress, record)
     _prepare_texts(docker, cells, prepared, logs_dir, progress, record)
     return record
 
 
-def _build_images(docker: Docker, cells, logs_dir: Path, progress, record: dict) -> tuple[dict, dict[str, str]]:
+def _build_images(docker: Docker, cells, logs_dir: Path, progress, record: dict,
+                  platform: str | None = None) -> tuple[dict, dict[str, str]]:
     """Build (or find) each engine's IMAGE; an engine whose IMAGE cannot be built is named with the reason."""
     built, unbuilt = {}, {}
     for engine in dict.fromkeys(c.engine for c in cells):
         progress.stage(f"IMAGE {ENGINES[engine].image_dir}")
         try:
-            image = imagebuild.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress)
+            image = imagebuild.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress, platform=platform)
         except ImageBuildError as exc:  # this engine's CELLs end unavailable with the reason; the rest run
             built[engine], unbuilt[engine] = imagebuild.unavailable(ENGINES[engine].image_dir), str(exc)
             progress.stage_done(f"cannot be built here; its CELLs will be unavailable: {exc}")
@@ -188,7 +191,8 @@ def _build_images(docker: Docker, cells, logs_dir: Path, progress, record: dict)
         progress.stage_done(f"{image.tag}, {'built' if image.rebuilt else 'up to date'}")
         built[engine] = image
         record["images"][engine] = {"tag": image.tag, "id": image.id, "base": image.base, "base_id": image.base_id,
-                                    "labels": image.labels, "build_log": image.log_path, "rebuilt": image.rebuilt}
+                                    "labels": image.labels, "build_log": image.log_path, "rebuilt": image.rebuilt,
+                                    "architecture": image.architecture}
     return built, unbuilt
 
 

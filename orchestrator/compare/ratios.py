@@ -34,6 +34,7 @@ METRICS = {"gen_tps": ("decode tok/s", True), "prompt_tps": ("prefill tok/s", Tr
 CONFIDENCE = 0.95
 NOISE = 0.05  # default: relative differences below 5% are called the same
 EXACT_LIMIT = 2500  # m*n up to which the U distribution is counted exactly; above, the normal approximation
+EMULATION = "emulation"  # --ignore emulation: compare CELLs that ran under emulation too
 SAME, FASTER, SLOWER, MIXED, NOT_COMPARABLE = "same within noise", "faster", "slower", "mixed", "not comparable"
 
 
@@ -187,7 +188,7 @@ def join_key(cell: CellRun, ignore: tuple[str, ...]) -> str:
     options = dict(cell.engine_options)
     coords: dict[str, object] = {"engine": cell.engine, "engine_options": options, "model": cell.model,
                                  "format": cell.format, "threads": cell.threads, "workload": cell.workload}
-    for name in ignore:
+    for name in (n for n in ignore if n != EMULATION):
         head, _, option = name.partition(".")
         if head not in coords:
             raise UsageError(f"--ignore {name}: not a CELL coordinate ({', '.join(coords)}, engine_options.NAME)")
@@ -202,6 +203,9 @@ def reasons(a: Run, b: Run, ca: CellRun, cb: CellRun, ignore: tuple[str, ...] = 
     """Why two paired CELLs cannot be compared (empty when they can)."""
     found = []
     for side, cell in (("A", ca), ("B", cb)):
+        if cell.emulated and EMULATION not in ignore:
+            found.append(f"ran under emulation on {side}: emulated speed is no architecture's speed "
+                         f"(--ignore {EMULATION} compares it anyway)")
         if cell.status != "ok":
             found.append(f"status {cell.status} on {side}" + (f" ({cell.reason})" if cell.reason else ""))
     checks: list[tuple[str, object, object]] = [("model sha256", ca.model_sha256, cb.model_sha256),

@@ -114,6 +114,6 @@ def run_cell(docker: ContainerRunner, docker_info: dict, settings: CellSettings,
     ended = replace(ended, log=quote_log(ended.log))  # the full log stays in runner.log; records quote its tail
     judged = Judged(*judge(job, ended.exit_code, ended.oom_killed, ended.timed_out, ended.log,
                            out_dir / "result.json"))
-    document = record.assemble(settings, ended, usage, judged)
+    document = record.assemble(settings, ended, usage, judged, docker_info.get("architecture"))
     write_record(cell_dir / "record.json", document)
     return document

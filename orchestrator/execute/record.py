@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from orchestrator.host import platforms
 from orchestrator.host.cpuset import Assignment
 from orchestrator.host.dockerapi import Exit
 from orchestrator.images.imagebuild import Built
@@ -70,8 +71,10 @@ def threads_verdict(settings: CellSettings, result: Mapping[str, Any] | None) ->
     return threadcount.from_result(settings.cell.threads, result).to_json()
 
 
-def assemble(settings: CellSettings, ended: Exit, usage: Mapping[str, Any], judged: Judged) -> dict:
-    """The CELL record (not yet validated; results.write_record does that)."""
+def assemble(settings: CellSettings, ended: Exit, usage: Mapping[str, Any], judged: Judged,
+             host_architecture: str | None = None) -> dict:
+    """The CELL record (not yet validated; results.write_record does that); ``host_architecture`` is the
+    Docker engine's, which says whether the IMAGE ran under emulation."""
     cell, image, model, placement = settings.cell, settings.image, settings.model, settings.placement
     started, finished = docker_time(ended.started_at), docker_time(ended.finished_at)
     unmeasured = dict(usage["unmeasured"])
@@ -107,6 +110,7 @@ def assemble(settings: CellSettings, ended: Exit, usage: Mapping[str, Any], judg
             "host_fingerprint": settings.host_fingerprint,
         },
         "threads": threads_verdict(settings, result),
+        "emulation": platforms.emulation(image.architecture, host_architecture),
         "result": result,  # kept when schema-valid, even if inconsistent (status says so)
         "log_tail": "\n".join(ended.log.splitlines()[-LOG_TAIL_LINES:]),
     }

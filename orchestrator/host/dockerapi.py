@@ -129,25 +129,40 @@ class Docker:
         except LOST as exc:
             raise DockerError(f"cannot inspect image {ref}: lost the Docker engine: {exc}") from None
 
+    def image_architecture(self, ref: str) -> str | None:
+        """The architecture an image was built for (Docker's name: amd64, arm64), None when unknown."""
+        try:
+            return self._retry(self.client.images.get, ref).attrs.get("Architecture")
+        except (docker.errors.DockerException, *LOST):
+            return None
+
     def image_labels(self, ref: str) -> dict:
         try:
             return self._retry(self.client.images.get, ref).labels or {}
         except (docker.errors.DockerException, *LOST) as exc:
             raise DockerError(f"cannot inspect image {ref}: {exc}") from None
 
-    def pull(self, ref: str) -> bool:
-        """Try to pull ``ref``; False when no registry can give it (offline machines)."""
+    def pull(self, ref: str, platform: str | None = None) -> bool:
+        """Try to pull ``ref`` (for ``platform``); False when no registry can give it (offline machines)."""
         try:
-            self.client.images.pull(ref)
+            self.client.images.pull(ref, platform=platform)
             return True
         except docker.errors.DockerException:
             return False
 
-    def import_rootfs(self, tar_path: Path, repository: str, tag: str) -> str:
-        """Make an image from a root filesystem tarball (like `docker import`)."""
+    def import_rootfs(self, tar_path: Path, repository: str, tag: str, platform: str | None = None) -> str:
+        """Make an image from a root filesystem tarball (like `docker import`, with `--platform` when given)."""
         try:
-            self.client.api.import_image_from_file(str(tar_path), repository=repository, tag=tag)
-        except docker.errors.DockerException as exc:
+            if platform is None:
+                self.client.api.import_image_from_file(str(tar_path), repository=repository, tag=tag)
+            else:  # docker-py's import has no platform argument; the engine's API takes it (1.32+)
+                api = self.client.api
+                with tar_path.open("rb") as data:
+                    response = api._post(api._url("/images/create"), data=data, headers={
+                        "Content-Type": "application/tar"}, params={
+                        "fromSrc": "-", "repo": repository, "tag": tag, "platform": platform}, timeout=None)
+                api._raise_for_status(response)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerError(f"importing {tar_path} as {repository}:{tag} failed: {exc}") from None
         image = self.image_id(f"{repository}:{tag}")
         if image is None:
@@ -155,7 +170,7 @@ class Docker:
         return image
 
     def build(self, context: bytes, tag: str, buildargs: dict, labels: dict, log_path: Path,
-              on_line: Callable[[str], None] | None = None) -> str:
+              on_line: Callable[[str], None] | None = None, platform: str | None = None) -> str:
         """Build an image from a tar build context; stream the log to ``log_path``; return its id."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: list[str] = []
@@ -165,7 +180,7 @@ class Docker:
             try:
                 stream = self.client.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag,
                                                buildargs=buildargs, labels=labels, rm=True, forcerm=True,
-                                               pull=False, decode=True)
+                                               pull=False, decode=True, platform=platform)
                 for chunk in stream:
                     text = chunk.get("stream") or chunk.get("status") or ""
                     if "error" in chunk:

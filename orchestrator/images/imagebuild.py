@@ -15,12 +15,13 @@ import re
 import tarfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator import schemas
 from orchestrator.engines import ENGINES
 from orchestrator.errors import ImageBuildError, UsageError
+from orchestrator.host import platforms
 from orchestrator.host.dockerapi import Docker
 from orchestrator.images import baseimage, prereqs
 
@@ -50,6 +51,7 @@ class Built:
     labels: dict
     log_path: str | None
     rebuilt: bool
+    architecture: str | None = None  # Docker's name of what it runs on (amd64, arm64); None when not known
 
 
 def context_files(folder: Path) -> list[tuple[str, bytes, int]]:
@@ -194,16 +196,29 @@ _BUILDING_GUARD = threading.Lock()
 
 
 def ensure(docker: Docker, name: str, logs_dir: Path, progress: Callable[[str], None] = print,
-           buildargs: dict | None = None) -> Built:
+           buildargs: dict | None = None, platform: str | None = None) -> Built:
     """Build ``images/<name>`` unless an image with the same content tag exists; return it.
 
-    Safe to call from several threads: a second caller for the same folder waits for the
-    first one's build and then finds its image.
+    ``platform`` (linux/amd64, linux/arm64) builds for another architecture than the host's: the
+    build arguments TARGETPLATFORM and TARGETARCH say which (the classic builder sets neither), and
+    so the tag differs from the host's. Safe to call from several threads: a second caller for the
+    same folder waits for the first one's build and then finds its image.
     """
     with _BUILDING_GUARD:
         lock = _BUILDING.setdefault(name, threading.Lock())
     with lock:
-        return _ensure(docker, name, logs_dir, progress, buildargs)
+        built = _ensure(docker, name, logs_dir, progress, {**(buildargs or {}), **target_args(docker, platform)})
+        return replace(built, architecture=docker.image_architecture(built.tag) if built.id else None)
+
+
+def target_args(docker: Docker, platform: str | None) -> dict:
+    """TARGETPLATFORM and TARGETARCH for a platform other than the host's; nothing for the host's own."""
+    if platform is None:
+        return {}
+    arch = platforms.architecture(platforms.platform_of(platform).split("/")[1])
+    if arch == platforms.architecture(docker.info().get("architecture")):
+        return {}
+    return {"TARGETPLATFORM": platform, "TARGETARCH": arch}
 
 
 def _ensure(docker: Docker, name: str, logs_dir: Path, progress: Callable[[str], None],
@@ -225,7 +240,7 @@ def _ensure(docker: Docker, name: str, logs_dir: Path, progress: Callable[[str],
     args.update(prereqs.check(docker, name, tag, dockerfile, args))
     base_id = ""
     if base and "BASE_IMAGE" not in args:
-        base, base_id = baseimage.resolve(docker, base, progress)
+        base, base_id = baseimage.resolve(docker, base, progress, args.get("TARGETARCH"))
         args["BASE_IMAGE"] = base
     elif "BASE_IMAGE" in args:
         base = args["BASE_IMAGE"]
@@ -243,7 +258,8 @@ def _ensure(docker: Docker, name: str, logs_dir: Path, progress: Callable[[str],
                             {"orchestrate.image": name, "orchestrate.context": tag.rsplit(":", 1)[1],
                              "orchestrate.base": base or "", "orchestrate.base_id": base_id,
                              **({"orchestrate.cpu_features": host_cpu_key()} if native_build(args) else {})},
-                            log_path, lambda line: progress(f"  {name}: {line}") if steps.match(line) else None)
+                            log_path, lambda line: progress(f"  {name}: {line}") if steps.match(line) else None,
+                            args.get("TARGETPLATFORM"))
     if not image_id:
         raise ImageBuildError(tag, "the build ended without an image", log_path=str(log_path))
     return Built(name, tag, image_id, base or "", base_id, docker.image_labels(tag), str(log_path), True)

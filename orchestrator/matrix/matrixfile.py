@@ -104,6 +104,7 @@ class Matrix:
     cv_target: float | None = None
     rounds: int = 1  # the PLAN runs this many times, each round in a seeded, shuffled order
     seed: int | None = None  # of that order; None: drawn when the RUN starts (run.json records it)
+    platform: str | None = None  # build and run the IMAGEs for this platform (None: the host's)
 
     def memory_limit_bytes(self) -> int:
         return parse_size(self.memory_limit)
@@ -329,6 +330,7 @@ def _build(data: dict, source: str, text: str) -> Matrix:
         cv_target=_repetitions(data)[2],
         rounds=data.get("rounds", 1),
         seed=data.get("seed"),
+        platform=data.get("platform"),
         placement=Placement(placement.get("policy", "reserve-one"), placement.get("cpus")),
         memory_limit=str(data.get("memory_limit", DEFAULTS["memory_limit"])),
         timeout_s=float(data.get("timeout_s", DEFAULTS["timeout_s"])),

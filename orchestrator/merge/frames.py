@@ -186,7 +186,7 @@ def cell_rows(record: Record, frequency: Mapping) -> tuple[dict, list[dict]]:
     """One record's CELL row (all but its agreement columns) and its repetition rows (pure)."""
     row = {**_keys(record), "status": record.status, "reason": record.reason,
            "test_double": record.test_double, "cpus": record.cpus, "engine_version": record.engine_version,
-           "model_sha256": record.model_sha256, "image_id": record.image_id}
+           "model_sha256": record.model_sha256, "image_id": record.image_id, "emulated": record.emulated}
     mine = _repetition_rows(record)
     for metric in REPETITION_METRICS:
         row.update(zip(_STAT_NAMES[metric], describe.summary([r[metric] for r in mine]).values()))

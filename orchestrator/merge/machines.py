@@ -54,9 +54,17 @@ class Source:
     def host(self) -> Host:
         return Host.from_json(self.view.host)
 
+    @cached_property
+    def emulated_architecture(self) -> str | None:
+        """The architecture a RUN's IMAGEs were built for when they ran under emulation here (None: native)."""
+        found = {r.image_architecture or "unknown" for r in self.views if r.emulated}
+        return next(iter(found)) if len(found) == 1 else ("several" if found else None)
+
     @property
     def machine(self) -> str:
-        return machine_key(self.view.host, self.view.ci.get("runner_labels"))
+        key = machine_key(self.view.host, self.view.ci.get("runner_labels"))
+        emulated = self.emulated_architecture
+        return f"{emulated} EMULATED on {key}" if emulated else key
 
 
 @dataclass(frozen=True)
@@ -196,7 +204,7 @@ def _run_facts(source: Source) -> dict:
             "run_dir": str(source.run_dir)}
 
 
-def combine(sources: list[Source], allow_mixed: bool = False) -> Merged:
+def combine(sources: list[Source], allow_mixed: bool = False, include_emulated: bool = False) -> Merged:
     """The merged TABLEs of several RUNs: one row per CELL and machine (pure).
 
     RUNs measured with different settings (warm-up, repetitions, memory limit, timeout, rounds) are refused
@@ -204,6 +212,12 @@ def combine(sources: list[Source], allow_mixed: bool = False) -> Merged:
     """
     if not sources:
         raise UsageError("merge needs at least one RUN folder")
+    emulated = [s for s in sources if s.emulated_architecture]
+    if emulated and len(emulated) < len(sources) and not include_emulated:
+        raise ResultError("RUN(s) " + ", ".join(s.view.run_id for s in emulated) + " ran under emulation (IMAGEs "
+                          "built for another architecture than their host's): their speed is no architecture's "
+                          "speed, so they are not merged with native RUNs; pass --include-emulated to merge them "
+                          "anyway (they stay a machine of their own, marked EMULATED)")
     mixed = mixed_settings(sources)
     if mixed and not allow_mixed:
         raise ResultError("these RUNs measured with different settings, so their figures are not comparable:\n  "

@@ -51,6 +51,8 @@ def to_markdown(frame: pd.DataFrame) -> str:
     shown = frame[columns].rename(columns=SUMMARY_COLUMNS).copy()
     if "test_double" in frame.columns:
         shown["engine"] = [f"{e} (TEST DOUBLE)" if t else e for e, t in zip(frame["engine"], frame["test_double"])]
+    if "emulated" in frame.columns:
+        shown["engine"] = [f"{e} (EMULATED)" if m is True else e for e, m in zip(shown["engine"], frame["emulated"])]
     if "engine_options" in frame.columns and (frame["engine_options"] != "{}").any():
         shown.insert(1, "options", [o if o != "{}" else "" for o in frame["engine_options"]])
     if "agreement" in frame.columns:
@@ -136,6 +138,11 @@ def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = N
 
     lines += _certainty_lines(table)
     lines += quality.markdown(continuations or [])
+    if not table.empty and "emulated" in table.columns and (table["emulated"] == True).any():  # noqa: E712 (column)
+        lines += ["Rows marked EMULATED ran an IMAGE built for another architecture than this host's, under "
+                  "emulation (qemu-user): their tokens and perplexity are that architecture's, their speed is not "
+                  "(docs/arm64.md). They are left out of comparisons and merges with native RUNs unless asked for.",
+                  ""]
     notes = table[table["test_double"]] if not table.empty else table
     if not notes.empty:
         lines += ["Rows marked TEST DOUBLE come from the pipeline-test engine: they measure no inference engine.", ""]

@@ -94,6 +94,9 @@ def warnings(run: dict, records: list[dict], rows: list[dict]) -> list[str]:
         where = f"{row['cell_id']} ({row['engine']} {row['model']}/{row['format']} t{row['threads']})"
         if row["status"] != "ok":
             found.append(f"{where} ended {row['status']}: {row['reason']}")
+        if row.get("emulated") is True:
+            found.append(f"{where} ran under emulation (an IMAGE built for another architecture than this host's): "
+                         "its tokens are that architecture's, its speed is not; never compare it with native speed.")
         if row.get("agreement") == "DISAGREE":
             found.append(f"{where} DISAGREES with {row['agreement_reference']}: {_fmt(row['agreement_tokens'])} of "
                          f"{_fmt(row['agreement_of'])} greedy tokens match.")

@@ -118,6 +118,16 @@ class Record(_View):
         return Sampling(self.doc.get("sampling") or {})
 
     @property
+    def emulated(self) -> bool:
+        """Whether the CELL ran a foreign-architecture IMAGE under emulation (its speed is no architecture's)."""
+        return (self.doc.get("emulation") or {}).get("emulated") is True
+
+    @property
+    def image_architecture(self) -> str | None:
+        """The architecture the CELL's IMAGE was built for (Docker's name), when recorded."""
+        return (self.doc.get("emulation") or {}).get("image_architecture")
+
+    @property
     def threads_used(self) -> int | None:
         """The threads the CELL ran with: the orchestrator's verdict when the record has one, else the runner's."""
         verdict = self.doc.get("threads")

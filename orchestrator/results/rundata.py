@@ -88,6 +88,7 @@ class CellRun:
     model_sha256: str
     repetitions: tuple[Repetition, ...]
     timed_cpu_s: float | None = None  # CPU seconds of the engine's threads during the timed repetitions
+    emulated: bool = False  # ran a foreign-architecture IMAGE under emulation
 
     @property
     def cpu_share(self) -> float | None:
@@ -118,7 +119,7 @@ class CellRun:
                    cell.workload.name, record.status, record.reason, record.cpus, record.host_core_reserved,
                    record.threads_used, record.image_tag, record.image_id,
                    record.engine_version, dict(result.engine_build) if result is not None else {},
-                   record.model_sha256, reps, result.timed_cpu_s if reps else None)
+                   record.model_sha256, reps, result.timed_cpu_s if reps else None, record.emulated)
 
 
 @dataclass(frozen=True)

@@ -185,13 +185,16 @@ class FakeDocker:
     def image_labels(self, ref):
         return self.labels.get(ref, {})
 
-    def pull(self, ref):
+    def pull(self, ref, platform=None):
         return False
+
+    def image_architecture(self, ref):
+        return "amd64" if ref in self.refs else None
 
     def tag(self, image, ref):
         self.refs[ref] = image
 
-    def build(self, context, tag, buildargs, labels, log_path, on_line=None):
+    def build(self, context, tag, buildargs, labels, log_path, on_line=None, platform=None):
         self.refs[tag], self.labels[tag] = "sha256:built", labels
         return "sha256:built"
 

@@ -17,7 +17,7 @@ def test_prepare_builds_then_reports_images_then_makes_models_and_texts(monkeypa
     calls = []
     monkeypatch.setattr(run, "Docker", lambda: "docker")
 
-    def build(docker, cells, logs_dir, progress, record):
+    def build(docker, cells, logs_dir, progress, record, platform=None):
         calls.append(("images", sorted({c.engine for c in cells})))
         record["images"]["llama.cpp"] = {"tag": "orchestrate/llama.cpp:abc", "id": "sha256:1"}
         return {}, {}
