@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from orchestrator.host import ci, cpuset, sysinfo
 from orchestrator.host.dockerapi import Docker
 from orchestrator.images import imagebuild
 from orchestrator.matrix.matrixfile import Matrix
-from orchestrator.models import modelstore, texts, tokenize
+from orchestrator.models import catalogue, modelstore, texts, tokenize
 from orchestrator.plan import planner
 from orchestrator.report import writer
 from orchestrator.results.judge import CellStatus
@@ -175,25 +176,49 @@ def prepare(matrices: list[Matrix], logs_dir: Path, progress: Callable[[str], No
     return record
 
 
+BUILDS_AT_ONCE = 2  # a compile (llama.cpp, candle) overlaps a download of PyTorch (transformers, modelmaker)
+
+
 def _build_images(docker: Docker, cells, logs_dir: Path, progress, record: dict,
                   platform: str | None = None) -> tuple[dict, dict[str, str]]:
-    """Build (or find) each engine's IMAGE; an engine whose IMAGE cannot be built is named with the reason."""
-    built, unbuilt = {}, {}
-    for engine in dict.fromkeys(c.engine for c in cells):
-        progress.stage(f"IMAGE {ENGINES[engine].image_dir}")
-        try:
-            image = imagebuild.ensure(docker, ENGINES[engine].image_dir, logs_dir, progress, platform=platform)
-        except ImageBuildError as exc:  # this engine's CELLs end unavailable with the reason; the rest run
-            built[engine], unbuilt[engine] = imagebuild.unavailable(ENGINES[engine].image_dir), str(exc)
-            progress.stage_done(f"cannot be built here; its CELLs will be unavailable: {exc}")
-            record["images"][engine] = {"tag": built[engine].tag, "id": "", "error": str(exc)}
+    """Build (or find) each engine's IMAGE, two at a time (and the model maker beside them when the store lacks
+    a model the CELLs read); an engine whose IMAGE cannot be built is named with the reason."""
+    engines = list(dict.fromkeys(c.engine for c in cells))
+    names = list(dict.fromkeys([ENGINES[e].image_dir for e in engines]
+                               + (["modelmaker"] if platform is None and _models_missing(cells) else [])))
+    progress.stage(f"IMAGEs {', '.join(names)}" + (f" for {platform}" if platform else "")
+                   + (f" ({BUILDS_AT_ONCE} at a time)" if len(names) > 1 else ""))
+
+    def one(name: str):
+        try:  # each build thread talks to the engine through a client of its own
+            return imagebuild.ensure(Docker() if len(names) > 1 else docker, name, logs_dir, progress,
+                                     platform=platform)
+        except ImageBuildError as exc:
+            return exc
+
+    with ThreadPoolExecutor(BUILDS_AT_ONCE) as pool:
+        done = dict(zip(names, pool.map(one, names)))
+    built, unbuilt, said = {}, {}, []
+    for engine in engines:
+        name = ENGINES[engine].image_dir
+        image = done[name]
+        if isinstance(image, ImageBuildError):  # this engine's CELLs end unavailable with the reason; the rest run
+            built[engine], unbuilt[engine] = imagebuild.unavailable(name), str(image)
+            said.append(f"{name} cannot be built here; its CELLs will be unavailable: {image}")
+            record["images"][engine] = {"tag": built[engine].tag, "id": "", "error": str(image)}
             continue
-        progress.stage_done(f"{image.tag}, {'built' if image.rebuilt else 'up to date'}")
+        said.append(f"{image.tag}, {'built' if image.rebuilt else 'up to date'}")
         built[engine] = image
         record["images"][engine] = {"tag": image.tag, "id": image.id, "base": image.base, "base_id": image.base_id,
                                     "labels": image.labels, "build_log": image.log_path, "rebuilt": image.rebuilt,
                                     "architecture": image.architecture}
+    progress.stage_done("; ".join(dict.fromkeys(said)))
     return built, unbuilt
+
+
+def _models_missing(cells) -> bool:
+    """Whether the store lacks a format some CELL reads (the model maker will be needed to make it)."""
+    return any(modelstore.lookup(catalogue.get(c.model), c.format) is None for c in cells)
 
 
 def _prepare_models(docker: Docker, cells, logs_dir: Path, progress, record: dict) -> dict:
