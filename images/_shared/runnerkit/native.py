@@ -139,7 +139,7 @@ def generation(job: Job, engine: Native) -> Measured:
     prompt.check_context(len(ids), job.gen_tokens, loaded.get("context_length"))
     prepared = engine.prepare(positions=len(ids) + job.gen_tokens, batch=len(ids))
     main.log(f"loaded in {loaded['load_s'] + prepared['prepare_s']:.3f} s; prompt {len(ids)} ids "
-        f"(text repeated {repeats} x)")
+             f"(text repeated {repeats} x)")
     if job.warmup:
         engine.generate(ids, job.gen_tokens, job.warmup)
     with proc.cpu_window(engine.pid) as window:
@@ -148,7 +148,7 @@ def generation(job: Job, engine: Native) -> Measured:
     reps = [repetition(i, len(ids), job.gen_tokens, r) for i, r in enumerate(raw)]
     for rep in reps:
         main.log(f"rep {rep['index'] + 1}/{len(reps)}: ttft {rep['ttft_s']:.4f} s, decode {rep['decode_s']:.4f} s "
-            f"({(job.gen_tokens - 1) / rep['decode_s']:.1f} tok/s)")
+                 f"({(job.gen_tokens - 1) / rep['decode_s']:.1f} tok/s)")
     return Measured(loaded, prepared, window, peak, raw, reps, prompt_ids=ids, repeats=repeats)
 
 
@@ -177,7 +177,7 @@ def evaluation(job: Job, engine: Native) -> Measured:
     perplexity.check_context(job.context, loaded.get("context_length"), loaded.get("vocab_size"), ids)
     prepared = engine.prepare(positions=job.context, batch=job.context)
     main.log(f"loaded in {loaded['load_s'] + prepared['prepare_s']:.3f} s; text {job.text}: {len(ids)} ids, "
-        f"{len(wins)} windows (context {job.context}, stride {job.stride})")
+             f"{len(wins)} windows (context {job.context}, stride {job.stride})")
     requests = [{"ids": ids[start:end], "score_last": end - first} for start, end, first in wins]
     if job.warmup:
         engine.perplexity(requests[:1], job.warmup)
