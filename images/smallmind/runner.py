@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import child as children
+from runnerkit import child as children
 from runnerkit import job as jobs
 from runnerkit import main, proc, prompt, result
 
@@ -106,7 +106,7 @@ def run(job: jobs.Job) -> dict:
     command = [EXECUTABLE, path, job.model_path, str(job.threads), str(job.gen_tokens), str(job.warmup),
                str(job.repetitions), str(prompt_file)]
     started = time.perf_counter()
-    with children.Child(command, log) as engine:
+    with children.Child(command, log, "SmallMind") as engine:
         loaded = engine.expect("loaded")
         load_time_s = time.perf_counter() - started
         warm = [engine.expect("repetition") for _ in range(job.warmup)]

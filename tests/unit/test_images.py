@@ -98,17 +98,34 @@ def test_a_dockerfile_naming_a_missing_shared_part_is_refused(tmp_path):
         imagebuild.context_files(folder)
 
 
-def test_python_runner_images_get_the_kit_and_native_ones_do_not():
-    for name in ("onnxruntime", "transformers", "testengine"):
+def test_every_runner_image_gets_the_kit():
+    for name in ("onnxruntime", "transformers", "testengine", "ollama", "llama.cpp", "candle", "smallmind"):
         rels = {rel for rel, _, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / name)}
         assert {"_shared/runnerkit/job.py", "_shared/runnerkit/cell.schema.json",
-                "_shared/runnerkit/options.schema.json"} <= rels
-    assert not any(rel.startswith("_shared/") for rel, _, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / "candle"))
+                "_shared/runnerkit/options.schema.json"} <= rels, name
+
+
+NATIVE_SOURCES = {"llama.cpp": ["runner.cpp"], "candle": ["src/main.rs", "src/model.rs", "src/perplexity.rs",
+                                                          "src/facts.rs"]}
+
+
+@pytest.mark.parametrize("engine", sorted(NATIVE_SOURCES))
+def test_native_runners_leave_the_contract_to_the_kit(engine):
+    """The contract lives once, in the runner kit: a native runner reads no job, hashes nothing, reads no
+    /proc and writes no result file; its image starts the kit, which starts it (docs/contract.md)."""
+    folder = imagebuild.IMAGES_DIR / engine
+    for name in NATIVE_SOURCES[engine]:
+        source = (folder / name).read_text()
+        for word in ("/proc", "sha256", "job.json", "result.json", "rename("):
+            assert word not in source, f"{engine}/{name} mentions {word!r}"
+    dockerfile = (folder / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python3", "/opt/engine/runner.py"]' in dockerfile
+    assert "COPY _shared/runnerkit/ /opt/engine/runnerkit/" in dockerfile
 
 
 def test_an_image_folder_two_engines_share_carries_each_engines_options_declaration():
     files = {rel: content for rel, content, _ in imagebuild.context_files(imagebuild.IMAGES_DIR / "llama.cpp")}
-    # llama.cpp's native runner needs no kit; llama-server's Python runner in the same image does
+    # both runners in the image use the kit, each with its own ENGINE's options declaration
     assert json.loads(files["_shared/runnerkit/options.schema.json"]) == ENGINES["llama.cpp"].options
     assert json.loads(files["_shared/runnerkit/options.llama-server.schema.json"]) == ENGINES["llama-server"].options
     assert json.loads(files["_shared/runnerkit/options.llama.cpp.schema.json"]) == ENGINES["llama.cpp"].options

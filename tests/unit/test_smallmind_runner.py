@@ -1,4 +1,4 @@
-"""The Python half of the SmallMind IMAGE (runner.py + child.py), against a stand-in for the C# runner.
+"""The Python half of the SmallMind IMAGE (runner.py + the kit's child.py), against a stand-in for the C# runner.
 
 The stand-in speaks the C# runner's protocol (runner/Program.cs) with made-up stamps, so these
 tests check the protocol, the handshakes and the RESULT's shape, never SmallMind's speed.
@@ -50,8 +50,7 @@ def runner(tmp_path, monkeypatch):
         target = kit / "runnerkit" / rel.split("/", 2)[2]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-    for name in ("runner.py", "child.py"):
-        (kit / name).write_bytes((HERE / name).read_bytes())
+    (kit / "runner.py").write_bytes((HERE / "runner.py").read_bytes())
     fake = tmp_path / "GgufInferenceDemo"
     fake.write_text(FAKE_CHILD.format(python=sys.executable))
     fake.chmod(0o755)
@@ -64,14 +63,14 @@ def runner(tmp_path, monkeypatch):
     monkeypatch.setenv("ORCHESTRATE_SMALLMIND", str(fake))
     monkeypatch.setenv("ORCHESTRATE_SMALLMIND_INFO", str(info))
     monkeypatch.syspath_prepend(str(kit))
-    for name in [m for m in sys.modules if m in ("runner", "child") or m.startswith("runnerkit")]:
+    for name in [m for m in sys.modules if m == "runner" or m.startswith("runnerkit")]:
         monkeypatch.delitem(sys.modules, name)
     module = importlib.import_module("runner")
     monkeypatch.setattr(module.prompt, "with_hf_tokenizer", lambda *a: (Decoder(), str(tmp_path / "tokenizer.json"),
                                                                          [1, 2, 3], 1))
     monkeypatch.setattr(module.tempfile, "tempdir", str(tmp_path))
     yield module
-    for name in [m for m in sys.modules if m in ("runner", "child") or m.startswith("runnerkit")]:
+    for name in [m for m in sys.modules if m == "runner" or m.startswith("runnerkit")]:
         sys.modules.pop(name, None)
 
 
@@ -121,7 +120,7 @@ def test_the_public_path_is_the_default_and_says_who_counted_the_prompt(runner, 
 
 
 def test_a_line_without_the_prefix_is_smallminds_own_output_and_a_bad_event_is_refused(runner):
-    child = sys.modules["child"]
+    child = sys.modules["runnerkit.child"]
     assert child.parse("Loading GGUF model...\n") is None
     assert child.parse('@orchestrate {"event": "loaded"}\n') == {"event": "loaded"}
     with pytest.raises(child.ChildError, match="without a kind"):
@@ -129,7 +128,7 @@ def test_a_line_without_the_prefix_is_smallminds_own_output_and_a_bad_event_is_r
 
 
 def test_a_runner_that_ends_early_is_an_error_naming_the_missing_event(runner, tmp_path):
-    child = sys.modules["child"]
+    child = sys.modules["runnerkit.child"]
     script = tmp_path / "dies.py"
     script.write_text(textwrap.dedent("""\
         import sys

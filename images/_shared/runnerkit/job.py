@@ -94,3 +94,8 @@ def option(job: Job, name: str):
     if name in job.options:
         return job.options[name]
     return _schema("options.schema.json")["properties"][name].get("default")
+
+
+def options(job: Job) -> dict:
+    """Every option the ENGINE declares, with the job's value or its declared default."""
+    return {name: option(job, name) for name in _schema("options.schema.json").get("properties", {})}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -85,12 +86,15 @@ class CpuWindow:
         self.per_thread: list[dict] = []
         self.source = ""
         self.threads_seen = 0
+        self.wall_s = 0.0
 
     def __enter__(self) -> CpuWindow:
         self._before, _ = thread_times(process_tree(self.root))
+        self._started = time.monotonic()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.wall_s = time.monotonic() - self._started
         pids = process_tree(self.root)
         after, sources = thread_times(pids)
         self.threads_seen = len(after)
@@ -119,6 +123,16 @@ def vm_hwm_bytes(pid: int | str = "self") -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def cpu_flags(prefixes: tuple[str, ...]) -> list[str]:
+    """This CPU's flags (/proc/cpuinfo) that start with one of ``prefixes``; empty when unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            line = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        return []
+    return [flag for flag in line.partition(":")[2].split() if flag.startswith(prefixes)]
 
 
 def free_port() -> int:
