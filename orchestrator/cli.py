@@ -266,11 +266,12 @@ def _compare_outcome(text: str, compared, fail_on: list[str]) -> int:
     return FAIL_ON_EXIT if broken else 0
 
 
-def _verdict_settings(args) -> float:
-    """The --noise fraction, after checking every --fail-on rule: bad input fails before anything is read."""
+def _verdict_settings(args) -> float | None:
+    """The --noise fraction (None: derive it from the RUNs' rounds, else 5 %), after checking every --fail-on rule:
+    bad input fails before anything is read."""
     for rule in args.fail_on:
         ratios.parse_fail_on(rule)
-    return ratios.fraction(args.noise, "--noise")
+    return ratios.fraction(args.noise, "--noise") if args.noise is not None else None
 
 
 def cmd_compare(args) -> int:
@@ -278,10 +279,11 @@ def cmd_compare(args) -> int:
     with tempfile.TemporaryDirectory(prefix="orchestrate-compare-") as scratch:
         a, b = bundle.open_run(Path(args.a), Path(scratch)), bundle.open_run(Path(args.b), Path(scratch))
     ignore = tuple(name for item in args.ignore for name in item.split(",") if name)
-    compared = ratios.compare(a, b, noise, ignore)
+    chosen = ratios.thresholds(a, b, noise)
+    compared = ratios.compare(a, b, chosen, ignore)
     if args.out:
-        _say(f"report written to {reproduce.write_report(Path(args.out), a, b, compared, noise)} (also .csv, .json, .html)")
-    return _compare_outcome(comparereport.EXPORTERS[args.format](a, b, compared, noise), compared, args.fail_on)
+        _say(f"report written to {reproduce.write_report(Path(args.out), a, b, compared, chosen)} (also .csv, .json, .html)")
+    return _compare_outcome(comparereport.EXPORTERS[args.format](a, b, compared, chosen), compared, args.fail_on)
 
 
 def cmd_bundle(args) -> int:

@@ -138,10 +138,10 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output (list)")
     c = add("compare", "compare two RUNs (folders or bundles) CELL by CELL, with a verdict per CELL",
             "Join the CELLs of A and B on their stable ids; for decode and prefill tok/s, TTFT and ITL p50 show the "
-            "ratio of medians B/A with a confidence interval from the Mann-Whitney U distribution over the raw "
-            "repetitions (Hodges-Lehmann; exact, no resampling) and a verdict: same within noise, faster, slower, or "
-            "not comparable with the reasons (model sha256, IMAGE content, engine version, CPU model or code path, "
-            "thread placement). Then the two environments side by side.")
+            "Hodges-Lehmann estimate of B/A with its Mann-Whitney interval over the raw repetitions (exact, no "
+            "resampling; the verdict and --fail-on read the same interval) and a verdict: same within noise, faster, "
+            "slower, or not comparable with the reasons (model sha256, IMAGE content, engine version, CPU model or "
+            "code path, thread placement). Then the two environments side by side.")
     c.add_argument("a", help="the baseline: a RUN folder or a bundle file")
     c.add_argument("b", help="the RUN compared with it: a RUN folder or a bundle file")
     c.add_argument("--format", choices=["md", "csv", "json"], default="md", help="what to print (default md)")
@@ -172,8 +172,9 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
 
 def _verdict_options(command) -> None:
     """--noise and --fail-on: how `compare` and `reproduce` turn ratios into verdicts and an exit code."""
-    command.add_argument("--noise", default="5%",
-                         help="differences up to this are the same within noise (default 5%%)")
+    command.add_argument("--noise", default=None,
+                         help="differences up to this are the same within noise (default: derived from the RUNs' "
+                              "own rounds where they have two or more, else 5%%)")
     command.add_argument("--fail-on", action="append", default=[], metavar="RULE",
-                         help="exit 6 when a metric is slower by more than N (slower:5%%) or a CELL is not "
-                              "comparable (not-comparable); repeatable")
+                         help="exit 6 when a metric is slower and its whole interval shows more than N lost "
+                              "(slower:5%%), or a CELL is not comparable (not-comparable); repeatable")

@@ -43,3 +43,17 @@ def record(cell_id="c-000000000001", status="ok", threads=1, fmt="gguf-f32", dec
                     "basis": "per-thread CPU" if result else "none", "rule": "test"},
         "result": result, "log_tail": "",
     }
+
+
+def with_rounds(rec, rounds, frequency=None, flags=()):
+    """``rec`` with a sampling block: repetition i ran in round ``rounds[i]`` (one BATCH per round), at
+    ``frequency`` ({ghz, source}) when given, with noise ``flags``."""
+    batch_of = {r: i + 1 for i, r in enumerate(dict.fromkeys(rounds))}
+    freq = frequency or {"ghz": None, "source": None, "samples": 0, "reason": "test"}
+    rec["sampling"] = {
+        "method": "test", "min": len(rounds), "max": len(rounds), "cv_target": None, "rounds": len(batch_of),
+        "complete": True, "stopped": "fixed repetitions",
+        "batches": [{"batch": b, "round": r, "position": b, "session": 1, "repetitions": rounds.count(r),
+                     "noise": {"flags": list(flags)}, "frequency": freq} for r, b in batch_of.items()],
+        "repetition_batch": [batch_of[r] for r in rounds], "noise_flags": sorted(flags), "frequency": freq}
+    return rec
