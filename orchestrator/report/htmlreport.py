@@ -18,14 +18,18 @@ from orchestrator.models import catalogue
 from orchestrator.report import charts
 from orchestrator.report.exporters import SUMMARY_COLUMNS, agree_text, ppl_text
 from orchestrator.results.reader import as_records
-from orchestrator.stats import certainty
+from orchestrator.stats import certainty, describe
 
 if TYPE_CHECKING:
     import pandas as pd
 
 TABLE_NOTE = ("Click a column heading to sort. Rates are medians over the timed repetitions; `gen sd` is their "
               "standard deviation and `n` their number. Peak MiB and CPU s are read from the CELL's cgroup outside "
-              "the container. CSV and JSON in tables/ carry every column.")
+              "the container. ITL p50/p95/p99: percentiles of each repetition's inter-token latencies by "
+              f"{describe.PERCENTILE_METHOD}, then their median over the repetitions. Per core: divided by `per-core "
+              "threads` (the threads the engine was seen to use where they differ from those requested). Per GHz: "
+              "each row by its own frequency, `GHz`, from where `GHz from` says (sampled on the CELL's CPUs while it "
+              "ran, advertised, or the host's snapshot). CSV and JSON in tables/ carry every column.")
 
 
 def plotly_js() -> tuple[str, str]:
@@ -80,7 +84,7 @@ def warnings(run: dict, records: list[dict], rows: list[dict]) -> list[str]:
         found.append(f"The RUN is {run.get('status')}" + (f": {run['error']}" if run.get("error") else "")
                      + "; CELLs that did not run are missing from the TABLE.")
     freq = host.get("frequency", {})
-    if not freq.get("ghz"):
+    if not freq.get("ghz") and not any(r.get("frequency_ghz") for r in rows):
         found.append(f"CPU frequency unknown ({freq.get('reason')}): per-GHz columns are empty.")
     if host.get("governor") not in (None, "performance"):
         found.append(f"CPU frequency governor is '{host['governor']}': set 'performance' for steadier numbers.")
@@ -130,8 +134,8 @@ def environment(run: dict) -> list[tuple[str, str]]:
         ("CPUs", f"{cpu.get('logical_cpus')} logical, {cpu.get('physical_cores')} physical cores, "
                  f"{cpu.get('numa_nodes')} NUMA node(s); usable {cpu.get('usable_cpus')}"),
         ("caches", f"L2 {cpu.get('l2_cache_size')}, L3 {cpu.get('l3_cache_size')}"),
-        ("frequency", f"{freq['ghz']} GHz, source: {freq.get('source')}" if freq.get("ghz")
-         else f"unknown: {freq.get('reason')}"),
+        ("host frequency (RUN start; each CELL's own is in the TABLE)",
+         f"{freq['ghz']} GHz, source: {freq.get('source')}" if freq.get("ghz") else f"unknown: {freq.get('reason')}"),
         ("SMT active", _fmt(host.get("smt_active"))), ("governor", _fmt(host.get("governor"))),
         ("boost", _fmt(host.get("boost"))),
         ("memory", f"{host['memory_total_bytes'] / 2**30:.1f} GiB" if host.get("memory_total_bytes") else "-"),
