@@ -90,9 +90,10 @@ def cmd_merge(args) -> int:
     merged = machines.combine(machines.load([Path(d) for d in args.run_dirs]), args.allow_mixed_settings)
     for line in merged.mixed:
         _say(f"warning: settings differ between the RUNs: {line}")
-    written = mergereport.write(merged, Path(args.out))
+    written = mergereport.write(merged, Path(args.out), args.baseline)
     print(mergereport.summary(merged))
     print(f"TABLE: {written['cells.md']} (also cells.csv, cells.json, repetitions.*)")
+    print(f"SUMMARY: {written['summary.md']} (report document: {written['report.md']})")
     print(f"REPORT: {written['report.html']}")
     for cell_id, reason in merged.refused.items():
         _say(f"refused {cell_id}: {reason}")
@@ -128,7 +129,8 @@ def cmd_run(args) -> int:
         return 1 if failed else 0
     print(f"RUN {run['run_id']}: {len(records) - len(failed)} ok, {len(failed)} not ok")
     print(f"TABLE: {run_dir / 'tables' / 'cells.md'} (also cells.csv, cells.json, repetitions.*)")
-    print(f"REPORT: {run_dir / 'report.html'} (charts, environment and the sortable TABLE; opens offline)")
+    print(f"SUMMARY: {run_dir / 'tables' / 'summary.md'} (report document: {run_dir / 'report.md'})")
+    print(f"REPORT: {run_dir / 'report.html'} (summary, charts, environment and the sortable TABLE; opens offline)")
     return 1 if failed else 0
 
 
@@ -168,7 +170,7 @@ def cmd_report(args) -> int:
     if run and run.get("status") in ("interrupted", "running", "failed"):
         _say(f"RUN {run.get('run_id')} is {run['status']}" + (f": {run['error']}" if run.get("error") else ""))
     broken: list = []  # records that cannot be read: the TABLE holds the others, and the exit code is 5
-    written = writer.write(Path(args.run_dir), broken)
+    written = writer.write(Path(args.run_dir), broken, args.baseline)
     print(written[f"cells.{args.format}"].read_text(encoding="utf-8"), end="")
     _say(f"tables written to {Path(args.run_dir) / 'tables'}; report: {written['report.html']}")
     if broken:

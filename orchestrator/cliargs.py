@@ -92,6 +92,7 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="new folder for the merged TABLEs")
     c.add_argument("--allow-mixed-settings", action="store_true",
                    help="merge RUNs measured with different settings anyway; the TABLE and report say which differ")
+    _baseline_option(c)
     c.add_argument("--require-measured", action="store_true",
                    help="exit 5 when an ok CELL has no peak memory or CPU time from its cgroup")
 
@@ -114,9 +115,10 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("matrices", nargs="+", metavar="MATRIX", help="MATRIX files")
     c.add_argument("--logs", default="results/build-logs", help="where build logs go (default: results/build-logs)")
 
-    c = add("report", "regenerate a RUN's TABLEs from its stored RESULTs and print one")
+    c = add("report", "regenerate a RUN's TABLEs, summary and report from its stored RESULTs and print one")
     c.add_argument("run_dir", help="a RUN folder, results/<run-id>")
     c.add_argument("--format", choices=sorted(exporters.EXPORTERS), default="md", help="what to print (default md)")
+    _baseline_option(c)
 
     c = add("clean", "list and remove containers and cgroups the orchestrator left (and optionally its images)")
     c.add_argument("--run", help="only containers and cgroups of this run id")
@@ -168,6 +170,13 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="run even when this checkout's IMAGE contexts differ")
     _verdict_options(c)
     return top
+
+
+def _baseline_option(command) -> None:
+    """--baseline: the ENGINE the summary's ratios are to (over the MATRIX's baseline:)."""
+    command.add_argument("--baseline", metavar="ENGINE[/FORMAT]",
+                         help="the ENGINE (or ENGINE/FORMAT) whose CELL every figure of the summary is a ratio to "
+                              "(default: the MATRIX's baseline:, else llama.cpp where the TABLE has it)")
 
 
 def _verdict_options(command) -> None:

@@ -14,8 +14,9 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+from orchestrator.merge import standings
 from orchestrator.models import catalogue
-from orchestrator.report import charts
+from orchestrator.report import charts, summaryhtml, tradeoff
 from orchestrator.report.exporters import SUMMARY_COLUMNS, agree_text, ppl_text
 from orchestrator.results.reader import as_records
 from orchestrator.stats import certainty, describe
@@ -216,12 +217,15 @@ class _Row:
         self.__dict__.update(row)
 
 
-def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | None = None) -> str:
-    """The whole report.html of a RUN as text; ``broken`` records (results.Broken) are named in the warnings."""
+def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | None = None,
+         summary: standings.Summary | None = None) -> str:
+    """The whole report.html of a RUN as text; ``broken`` records (results.Broken) are named in the warnings; the
+    ``summary`` (report/summaries.py) heads the page."""
     rows = _rows(table)
-    figures = (charts.speed_figures(rows) + charts.latency_figure(rows, records)
-               + charts.scaling_figures(rows, parameters(run)) + charts.agreement_figure(rows)
-               + charts.perplexity_figure(rows))
+    figures = (ordered(charts.speed_figures(rows), tradeoff.memory_figure(rows),
+                       tradeoff.speed_quality_figures(summary) if summary else [])
+               + charts.latency_figure(rows, records) + charts.scaling_figures(rows, parameters(run))
+               + charts.agreement_figure(rows) + charts.perplexity_figure(rows))
     ok = sum(1 for r in rows if r["status"] == "ok")
     host = run.get("host", {})
     shown = [r for r in rows if r["status"] == "ok"]
@@ -237,14 +241,21 @@ def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | Non
     return document(f"RUN {run.get('run_id')}", what, figures, warning_list, f'<table class="env">{env}</table>',
                     _table(rows), capped,
                     f"Written by orchestrate {_e(run.get('orchestrator', {}).get('version'))} from the RUN's stored "
-                    "records;")
+                    "records;", summary_html=summaryhtml.section(summary) if summary else "")
+
+
+def ordered(speed: list, memory: list, quality: list) -> list:
+    """Decode speed with peak memory beside it, then speed against quality, then prefill and TTFT."""
+    return speed[:1] + memory + quality + speed[1:]
 
 
 def document(title: str, what: str, figures: list, warning_list: list[str], environment_html: str, table_html: str,
-             capped: str = "", written_by: str = "Written by orchestrate;", table_note: str = TABLE_NOTE) -> str:
-    """A whole self-contained page: heading, charts, warnings, environment and the sortable TABLE (id "cells").
+             capped: str = "", written_by: str = "Written by orchestrate;", table_note: str = TABLE_NOTE,
+             summary_html: str = "") -> str:
+    """A whole self-contained page: heading, the summary (when given), charts, warnings, environment and the
+    sortable TABLE (id "cells").
 
-    ``what`` and the two ``*_html`` arguments are HTML already escaped by the caller.
+    ``what`` and the ``*_html`` arguments are HTML already escaped by the caller.
     """
     script, version = plotly_js()
     sections = "".join(
@@ -255,12 +266,14 @@ def document(title: str, what: str, figures: list, warning_list: list[str], envi
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)}: orchestrate report</title>
-<style>{STYLE}</style>
+<style>{STYLE}{summaryhtml.STYLE}</style>
 </head><body>
 <h1>{_e(title)}</h1>
 <p class="what">{what}</p>
-<nav><a href="#charts">charts</a> · <a href="#warnings">warnings ({len(warning_list)})</a> ·
-<a href="#environment">environment</a> · <a href="#table">TABLE</a></nav>
+<nav>{'<a href="#summary-heading">summary</a> · ' if summary_html else ""}<a href="#charts">charts</a> ·
+<a href="#warnings">warnings ({len(warning_list)})</a> · <a href="#environment">environment</a> ·
+<a href="#table">TABLE</a></nav>
+{'<h2 id="summary-heading">Summary</h2>' + summary_html if summary_html else ""}
 <h2 id="charts">Charts</h2>{capped}
 <div class="figures">{sections or "<p>No CELL finished ok: nothing to chart.</p>"}</div>
 <h2 id="warnings">Warnings</h2>

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from orchestrator.errors import UsageError
 from orchestrator.files import writing
+from orchestrator.merge import scaling, standings
 from orchestrator.merge.machines import SIDE_BY_SIDE, Merged, side_by_side
-from orchestrator.report import exporters, views
+from orchestrator.report import document, exporters, htmlreport, summaries, summarymd, views
+from orchestrator.results.runreader import RunDocument
 
 
 def markdown_page(merged: Merged) -> str:
@@ -50,9 +52,30 @@ def markdown_page(merged: Merged) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write(merged: Merged, out: Path) -> dict[str, Path]:
-    """Write frames.json, tables/cells.* and repetitions.* (as for a single RUN) and report.html under ``out``."""
+def summary_of(merged: Merged, baseline: str | None = None) -> standings.Summary:
+    """The merge's summary: every machine's groups, against ``baseline`` or the first MATRIX's that names one."""
+    return summaries.summarise(merged.cells, merged.repetitions, baseline,
+                               [RunDocument.read(run).matrix_text for run in merged.runs])
+
+
+def report_document(merged: Merged, summary: standings.Summary) -> str:
+    """report.md of a merge: the same sections as a RUN's, per machine."""
+    rows = summaries.rows_of(merged.cells)
+    reps = merged.repetitions
+    found = standings.samples({c: reps[c].tolist() for c in ("cell_id", "round", "machine", *standings.METRICS)
+                               if c in reps.columns})
+    sizes: dict[str, int] = {}
+    for run in merged.runs:
+        sizes.update(htmlreport.parameters(run))
+    title = f"Report of {sum(len(v) for v in merged.machines.values())} merged RUN(s) on {len(merged.machines)} machine(s)"
+    return document.report(title, rows, list(merged.runs), summary, scaling.scalings(rows, found, summary), sizes)
+
+
+def write(merged: Merged, out: Path, baseline: str | None = None) -> dict[str, Path]:
+    """Write frames.json, tables/cells.*, repetitions.* and summary.md (as for a single RUN), report.md and
+    report.html under ``out``; ``baseline`` overrides the MATRIX's for the summary."""
     out = Path(out)
+    summary = summary_of(merged, baseline)  # an unknown --baseline is refused before anything is written
     if os.path.lexists(out) and (out.is_symlink() or not out.is_dir()):
         raise UsageError(f"{out} exists and is not a folder; merge into a new folder")
     if out.is_dir() and any(out.iterdir()):
@@ -67,7 +90,12 @@ def write(merged: Merged, out: Path) -> dict[str, Path]:
             path = tables / f"{name}.{fmt}"
             writing.write_text(path, markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame), out)
             written[f"{name}.{fmt}"] = path
-    writing.write_text(out / "report.html", views.merged_page(merged), out)
+    title = f"Summary of {sum(len(v) for v in merged.machines.values())} merged RUN(s)"
+    writing.write_text(tables / "summary.md", summarymd.markdown(summary, title), out)
+    written["summary.md"] = tables / "summary.md"
+    writing.write_text(out / "report.md", report_document(merged, summary), out)
+    written["report.md"] = out / "report.md"
+    writing.write_text(out / "report.html", views.merged_page(merged, summary), out)
     written["report.html"] = out / "report.html"
     return written
 
