@@ -170,12 +170,13 @@ def summarise(rows: Sequence[Mapping[str, Any]], repetitions: Mapping[str, Seque
             groups.setdefault((row.get("machine"), row.get("model"), row.get("workload"), row.get("threads")),
                               []).append(row)
     out, every_quality = [], []
-    for (machine, model, workload, threads), members in groups.items():
+    machines = list(dict.fromkeys(key[0] for key in groups))  # a merge: each machine's groups together
+    for (machine, model, workload, threads), members in sorted(groups.items(), key=lambda g: machines.index(g[0][0])):
         base = yardstick.baseline_cell(choice, members)
         limits = chosen.get(machine) or {m: noise_threshold.fixed() for m in METRICS}
         standings = []
         for row in members:
-            partner = perplexity_row(row, ppl)
+            partner = perplexity_row(row, ppl) if row.get("status") == "ok" else None
             quality = qualitycols.values(row, partner)
             every_quality.append(quality)
             standings.append(_standing(row, base, partner, quality, found, limits))
