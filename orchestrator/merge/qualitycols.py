@@ -11,7 +11,7 @@ shown as soon as one does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,7 @@ def loss_over_f32(perplexity_row: Mapping[str, Any] | None) -> float | None:
     if perplexity_row.get("ppl_agreement") == "reference":
         return 0.0
     value = perplexity_row.get("ppl_vs_reference")
-    return float(value) if _number(value) else None
+    return float(value) if isinstance(value, (int, float)) and _number(value) else None
 
 
 def values(generation_row: Mapping[str, Any], perplexity_row: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -99,6 +99,6 @@ def texts(found: Mapping[str, Any], generation_row: Mapping[str, Any]) -> dict[s
     return {c.key: c.text(found.get(c.key), generation_row) for c in COLUMNS}
 
 
-def shown(rows_values: list[Mapping[str, Any]]) -> tuple[QualityColumn, ...]:
+def shown(rows_values: Sequence[Mapping[str, Any]]) -> tuple[QualityColumn, ...]:
     """The columns some CELL measured (a column no CELL measured is left out, not shown empty)."""
     return tuple(c for c in COLUMNS if any(v.get(c.key) is not None for v in rows_values))

@@ -23,7 +23,7 @@ from orchestrator.stats import threshold as noise_threshold
 # metric -> (heading, TABLE median column, higher is better)
 METRICS = {"gen_tps": ("decode tok/s", "gen_tps_median", True), "prompt_tps": ("prefill tok/s", "prompt_tps_median", True),
            "ttft_ms": ("TTFT ms", "ttft_ms_median", False)}
-Key = tuple[Any, str]  # (machine or None, cell id)
+Key = tuple[Any, Any]  # (machine or None, cell id)
 Samples = Mapping[Key, Mapping[str, list[tuple[Any, float]]]]  # metric -> [(round, value)]
 
 

@@ -16,6 +16,12 @@ from orchestrator.stats import describe
 from orchestrator.stats import ratio as stat
 
 
+def repetitions(row: Mapping[str, Any]) -> int:
+    """A TABLE row's number of timed generation repetitions (0 for none, or for a perplexity CELL)."""
+    value = row.get("gen_tps_n")
+    return int(value) if isinstance(value, (int, float)) and value == value else 0
+
+
 def _gib(size: int | None) -> str:
     return f"{size / 2**30:.1f} GiB" if size else "unknown"
 
@@ -49,9 +55,7 @@ def pinning_lines(rows: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str,
              "before SMT siblings); the CPUs of ok CELLs, by thread count:"]
     for threads, cpus in sorted(placed.items()):
         lines.append(f"- {threads} thread(s): " + "; ".join(f"CPUs {c} ({n} CELL(s))" for c, n in cpus.most_common()))
-    counts = sorted(int(r["gen_tps_n"]) for r in rows if r.get("status") == "ok"
-                    and isinstance(r.get("gen_tps_n"), (int, float)) and r.get("gen_tps_n") == r.get("gen_tps_n")
-                    and r.get("gen_tps_n") > 0)
+    counts = sorted(repetitions(r) for r in rows if r.get("status") == "ok" and repetitions(r) > 0)
     for run in runs:
         view = RunDocument.read(run)
         policy = view.sampling
@@ -83,8 +87,7 @@ def statistics_lines(summary: Summary) -> list[str]:
 
 def normalisation_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Per-core divisors and every frequency the per-GHz figures used, with its source and how many CELLs used it."""
-    ok = [r for r in rows if r.get("status") == "ok" and isinstance(r.get("gen_tps_n"), (int, float))
-          and r.get("gen_tps_n") == r.get("gen_tps_n") and r.get("gen_tps_n") > 0]
+    ok = [r for r in rows if r.get("status") == "ok" and repetitions(r) > 0]
     bases = Counter(str(r.get("per_core_basis")) for r in ok if r.get("per_core_basis") is not None)
     # Sampled sources differ only in how many readings each CELL got: counted together.
     sources = Counter((str(r.get("frequency_from")), r.get("frequency_ghz"),

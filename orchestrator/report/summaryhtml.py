@@ -16,8 +16,8 @@ STYLE = """
 section#summary table{margin:.3em 0 1.2em} section#summary td.faster{color:#187a18;font-weight:bold}
 section#summary td.slower{color:#a00;font-weight:bold} section#summary td.same{color:#555}
 section#summary td.base{color:#1f5fa8} section#summary tr[data-ranked="no"] td{color:#888;font-style:italic}
-section#summary td:nth-child(2), section#summary td:last-child{text-align:left} section#summary td{white-space:nowrap}
-section#summary td:last-child{white-space:normal}
+section#summary td:nth-child(2), section#summary td:last-child{text-align:left} section#summary td:last-child{min-width:12em}
+section#summary .scroll{max-height:none}
 """
 
 
@@ -56,5 +56,6 @@ def section(summary: Summary) -> str:
             ranked = "no" if standing.rank is None else "yes"
             rows.append(f'<tr data-ranked="{ranked}">' + "".join(
                 f'<td class="{c}">{html.escape(t)}</td>' for t, c in zip(texts, _classes(standing, summary))) + "</tr>")
-        parts.append(f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        parts.append(f'<div class="scroll"><table class="summary"><thead><tr>{head}</tr></thead>'
+                     f'<tbody>{"".join(rows)}</tbody></table></div>')
     return "".join(parts) + "</section>"
