@@ -13,7 +13,7 @@ or that are a TEST DOUBLE are shown, not ranked, with the reason.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.merge import baseline as yardstick
@@ -73,10 +73,14 @@ class Group:
 
 @dataclass(frozen=True)
 class Summary:
+    """The groups, the baseline and thresholds they were judged with, and what they were made from."""
+
     choice: yardstick.Choice
     thresholds: Mapping[Any, Mapping[str, noise_threshold.Threshold]]  # machine -> metric -> threshold
     groups: tuple[Group, ...]
     quality_columns: tuple[qualitycols.QualityColumn, ...]
+    rows: tuple[Mapping[str, Any], ...] = ()  # every TABLE row
+    samples: Samples = field(default_factory=dict)  # (machine, cell id) -> metric -> [(round, value)]
 
 
 def samples(repetitions: Mapping[str, Sequence]) -> dict[Key, dict[str, list[tuple[Any, float]]]]:
@@ -140,21 +144,22 @@ def _int(value) -> str:
     return str(int(value)) if isinstance(value, (int, float)) and value == value else "?"
 
 
-def _perplexity_rows(rows: Sequence[Mapping[str, Any]]) -> dict[tuple, list[Mapping[str, Any]]]:
-    """(machine, engine, options, model, format) -> its ok perplexity CELLs (any workload of that kind)."""
-    out: dict[tuple, list[Mapping[str, Any]]] = {}
+def _perplexity_rows(rows: Sequence[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:
+    """(machine, engine, options, model, format[, threads]) -> its first ok perplexity CELL (any workload of that
+    kind), with and without the thread count."""
+    out: dict[tuple, Mapping[str, Any]] = {}
     for row in rows:
         if row.get("status") == "ok" and is_perplexity(row):
             key = (row.get("machine"), row.get("engine"), row.get("engine_options"), row.get("model"), row.get("format"))
-            out.setdefault(key, []).append(row)
+            out.setdefault(key, row)
+            out.setdefault((*key, row.get("threads")), row)
     return out
 
 
-def perplexity_row(row: Mapping[str, Any], found: Mapping[tuple, list[Mapping[str, Any]]]) -> Mapping[str, Any] | None:
+def perplexity_row(row: Mapping[str, Any], found: Mapping[tuple, Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The perplexity CELL of a generation CELL's engine x options x model x format: same threads where there is one."""
-    mine = found.get((row.get("machine"), row.get("engine"), row.get("engine_options"), row.get("model"),
-                      row.get("format")), [])
-    return next((r for r in mine if r.get("threads") == row.get("threads")), mine[0] if mine else None)
+    key = (row.get("machine"), row.get("engine"), row.get("engine_options"), row.get("model"), row.get("format"))
+    return found.get((*key, row.get("threads"))) or found.get(key)
 
 
 def summarise(rows: Sequence[Mapping[str, Any]], repetitions: Mapping[str, Sequence], choice: yardstick.Choice
@@ -185,7 +190,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], repetitions: Mapping[str, Seque
         standings = [Standing(s.row, places.get(id(s)), s.unranked, s.versus, s.memory_ratio, s.quality,
                               s.is_baseline) for s in ranked + [s for s in standings if s.unranked is not None]]
         out.append(Group(machine, str(model), str(workload), int(threads), base, tuple(standings)))
-    return Summary(choice, chosen, tuple(out), qualitycols.shown(every_quality))
+    return Summary(choice, chosen, tuple(out), qualitycols.shown(every_quality), tuple(rows), found)
 
 
 def _standing(row, base, partner, quality, found, limits) -> Standing:

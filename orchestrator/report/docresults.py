@@ -10,6 +10,7 @@ from orchestrator.merge.standings import Standing, Summary
 from orchestrator.report.summarymd import number
 
 UNRANKED_MARK = " (not ranked)"
+MAX_ROWS = 100  # rows of one results table; the TABLE has every CELL
 
 
 def _table(head: list[str], body: list[list[str]]) -> list[str]:
@@ -22,16 +23,17 @@ def _decode(standing: Standing) -> str:
 
 
 def by_engine(summary: Summary) -> list[str]:
-    """Median decode tok/s of each engine x format (rows) in each group (columns)."""
-    columns = [g.title for g in summary.groups]
-    cells: dict[str, dict[str, str]] = {}
-    for group in summary.groups:
-        for standing in group.standings:
-            cells.setdefault(standing.label, {})[group.title] = _decode(standing)
-    body = [[label] + [found.get(c, "") for c in columns] for label, found in cells.items()]
+    """Median decode tok/s of each engine x format (columns) in each group (rows)."""
+    labels = list(dict.fromkeys(s.label for g in summary.groups for s in g.standings))
+    body = []
+    for group in summary.groups[:MAX_ROWS]:
+        found = {s.label: _decode(s) for s in group.standings}
+        body.append([group.title] + [found.get(label, "") for label in labels])
+    more = [f"... and {len(summary.groups) - MAX_ROWS} more group(s): see the TABLE.", ""] \
+        if len(summary.groups) > MAX_ROWS else []
     return ["### By engine", "", "Median decode tok/s of every engine and format in each group; "
             f"`{UNRANKED_MARK.strip()}`: shown but not ranked (the summary says why).", "",
-            *_table(["engine format", *columns], body), ""]
+            *_table(["group", *labels], body), "", *more]
 
 
 def by_model_size(summary: Summary, parameters: Mapping[str, int]) -> list[str]:
@@ -47,7 +49,7 @@ def by_model_size(summary: Summary, parameters: Mapping[str, int]) -> list[str]:
         for standing in group.standings:
             key = f"{standing.label} t{group.threads} {group.workload}{where}"
             cells.setdefault(key, {})[group.model] = _decode(standing)
-    body = [[key] + [found.get(m, "") for m in models] for key, found in cells.items()]
+    body = [[key] + [found.get(m, "") for m in models] for key, found in list(cells.items())[:MAX_ROWS]]
     return ["### By model size", "", "Median decode tok/s of each engine, format and thread count for each model, "
             "smallest model first.", "", *_table(["engine format threads", *[sizes[m] for m in models]], body), ""]
 
@@ -58,7 +60,7 @@ def by_threads(found: Sequence[Scaling]) -> list[str]:
         return ["### By thread count", "", "No engine and format ran at two or more thread counts with a decode rate "
                 "in this TABLE.", ""]
     body = [[s.label, f"{s.fewest.get('threads')} -> {s.most.get('threads')}", number(s.fewest.get("gen_tps_median")),
-             number(s.most.get("gen_tps_median")), s.versus.text, f"{s.efficiency:.2f}"] for s in found]
+             number(s.most.get("gen_tps_median")), s.versus.text, f"{s.efficiency:.2f}"] for s in found[:MAX_ROWS]]
     return ["### By thread count", "", "Decode rate at the most threads against the fewest: the Hodges-Lehmann ratio "
             "with its interval, in words where the interval supports them; efficiency: the ratio's estimate over the "
             "ratio of thread counts (1.00: twice the threads, twice the rate).", "",

@@ -18,9 +18,20 @@ from orchestrator.merge.baseline import factor
 from orchestrator.merge.scaling import Scaling
 from orchestrator.merge.standings import Group, Standing, Summary
 from orchestrator.report import docmethod, docresults
-from orchestrator.report.summarymd import number
+from orchestrator.report.summarymd import MAX_GROUPS, more_groups, number
 from orchestrator.stats import front
 from orchestrator.stats import ratio as stat
+
+MAX_NAMED = 12  # CELLs named in one sentence; MAX_LISTED in one list
+MAX_LISTED = 100
+
+
+def _names(items: Sequence[str]) -> str:
+    """'a, b, c' or 'a, b, ... and 9 more'."""
+    items = list(dict.fromkeys(items))
+    if len(items) <= MAX_NAMED:
+        return ", ".join(items)
+    return ", ".join(items[:MAX_NAMED]) + f", ... and {len(items) - MAX_NAMED} more"
 
 
 def _against(standing: Standing, group: Group) -> str:
@@ -66,7 +77,7 @@ def executive(summary: Summary) -> list[str]:
     lines = ["## Executive summary", "", f"Baseline: {summary.choice.label} ({summary.choice.how}).", ""]
     if not summary.groups:
         return lines + ["No generation CELL in this TABLE: nothing to rank.", ""]
-    for group in summary.groups:
+    for group in summary.groups[:MAX_GROUPS]:
         ranked = group.ranked
         if not ranked:
             lines.append(f"- **{group.title}**: no CELL could be ranked ({len(group.standings)} shown, each with the "
@@ -81,14 +92,15 @@ def executive(summary: Summary) -> list[str]:
         if best:
             lines.append("  Not beaten on both decode rate and perplexity: " + "; ".join(
                 f"{s.label} ({number(s.median('gen_tps'))} tok/s, {float(s.quality['ppl_vs_f32']):+.2%})"
-                for s in best) + ".")
-    return lines + [""]
+                for s in best[:MAX_NAMED]) + (f"; ... and {len(best) - MAX_NAMED} more" if len(best) > MAX_NAMED
+                                              else "") + ".")
+    return lines + ([more_groups(summary)] if len(summary.groups) > MAX_GROUPS else []) + [""]
 
 
 def conclusions(summary: Summary, scaled: Sequence[Scaling]) -> list[str]:
     """Numbered conclusions, each a rule applied to the data."""
     out: list[str] = []
-    for group in summary.groups:
+    for group in summary.groups[:MAX_GROUPS]:
         said: dict[str, list[str]] = {stat.FASTER: [], stat.SAME: [], stat.SLOWER: [], yardstick.UNCLEAR: []}
         for standing in group.ranked:
             found = standing.versus.get("gen_tps")
@@ -96,12 +108,12 @@ def conclusions(summary: Summary, scaled: Sequence[Scaling]) -> list[str]:
                 said[found.words].append(f"{standing.label} ({found.text})")
         if group.baseline is not None and any(said.values()):
             base = f"{group.baseline.get('engine')} {group.baseline.get('format')}"
-            parts = [f"{label} than {base}: {', '.join(items)}" for label, items in
+            parts = [f"{label} than {base}: {_names(items)}" for label, items in
                      ((f"decode {stat.FASTER}", said[stat.FASTER]), (f"decode {stat.SLOWER}", said[stat.SLOWER]))
                      if items]
-            parts += [f"the {stat.SAME} as {base}: {', '.join(said[stat.SAME])}"] if said[stat.SAME] else []
+            parts += [f"the {stat.SAME} as {base}: {_names(said[stat.SAME])}"] if said[stat.SAME] else []
             parts += ([f"no clear difference from {base} (interval reaching across the threshold): "
-                       f"{', '.join(said[yardstick.UNCLEAR])}"] if said[yardstick.UNCLEAR] else [])
+                       f"{_names(said[yardstick.UNCLEAR])}"] if said[yardstick.UNCLEAR] else [])
             out.append(f"{group.title}: " + "; ".join(parts) + ".")
         light = [s for s in group.ranked if isinstance(s.row.get("peak_memory_mib_median"), float)
                  and s.row.get("peak_memory_mib_median") == s.row.get("peak_memory_mib_median")]
@@ -113,9 +125,9 @@ def conclusions(summary: Summary, scaled: Sequence[Scaling]) -> list[str]:
                        f"{number(high.row['peak_memory_mib_median'], 0)} MiB.")
         unmeasured = [s.label for s in group.ranked if s.quality.get("ppl_vs_f32") is None]
         if unmeasured:
-            out.append(f"{group.title}: the quality loss of {', '.join(unmeasured)} was not measured in this RUN "
+            out.append(f"{group.title}: the quality loss of {_names(unmeasured)} was not measured in this RUN "
                        "(no perplexity CELL of that engine and format): their speed is shown without its cost.")
-    for item in scaled:
+    for item in scaled[:MAX_LISTED]:
         out.append(f"{item.label}: {item.fewest.get('threads')} -> {item.most.get('threads')} threads, decode "
                    f"{item.versus.text} (efficiency {item.efficiency:.2f}).")
     why = Counter(reason.split(" (")[0].split(":")[0] for _, reason in docresults.reasons(summary))
@@ -134,5 +146,7 @@ def report(title: str, rows: Sequence[Mapping[str, Any]], runs: Sequence[Mapping
              *docresults.results(summary, parameters, scaled), *conclusions(summary, scaled)]
     unranked = docresults.reasons(summary)
     if unranked:
-        lines += ["## CELLs shown but not ranked", "", *[f"- {cell}: {why}" for cell, why in unranked], ""]
+        lines += ["## CELLs shown but not ranked", "", *[f"- {cell}: {why}" for cell, why in unranked[:MAX_LISTED]]]
+        lines += [f"- ... and {len(unranked) - MAX_LISTED} more: see the summary and the TABLE"
+                  if len(unranked) > MAX_LISTED else "", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -60,15 +60,12 @@ def summary_of(merged: Merged, baseline: str | None = None) -> standings.Summary
 
 def report_document(merged: Merged, summary: standings.Summary) -> str:
     """report.md of a merge: the same sections as a RUN's, per machine."""
-    rows = summaries.rows_of(merged.cells)
-    reps = merged.repetitions
-    found = standings.samples({c: reps[c].tolist() for c in ("cell_id", "round", "machine", *standings.METRICS)
-                               if c in reps.columns})
     sizes: dict[str, int] = {}
     for run in merged.runs:
         sizes.update(htmlreport.parameters(run))
     title = f"Report of {sum(len(v) for v in merged.machines.values())} merged RUN(s) on {len(merged.machines)} machine(s)"
-    return document.report(title, rows, list(merged.runs), summary, scaling.scalings(rows, found, summary), sizes)
+    return document.report(title, summary.rows, list(merged.runs), summary,
+                           scaling.scalings(summary.rows, summary.samples, summary), sizes)
 
 
 def write(merged: Merged, out: Path, baseline: str | None = None) -> dict[str, Path]:

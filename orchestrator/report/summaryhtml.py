@@ -44,18 +44,23 @@ def section(summary: Summary) -> str:
         return '<section id="summary"><p>No generation CELL in this TABLE: nothing to rank.</p></section>'
     parts = ['<section id="summary">'] + [f'<p class="note">{inline(line)}</p>' for line in summarymd.method_lines(summary)]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in summarymd.headings(summary))
-    for group in summary.groups:
+    for group in summary.groups[:summarymd.MAX_GROUPS]:
         base = group.baseline
         said = (f"baseline CELL: {base.get('engine')} {base.get('format')} <code>{html.escape(str(base.get('cell_id')))}"
                 "</code>" if base is not None else f"no ok {html.escape(summary.choice.label)} CELL here: no ratios")
         parts.append(f'<h3>{html.escape(group.title)}</h3><p class="note">{len(group.ranked)} of '
                      f'{len(group.standings)} CELL(s) ranked; {said}.</p>')
         rows = []
-        for standing in group.standings:
+        listed, more = summarymd.shown(group)
+        for standing in listed:
             texts = summarymd.cells(standing, summary)
             ranked = "no" if standing.rank is None else "yes"
             rows.append(f'<tr data-ranked="{ranked}">' + "".join(
                 f'<td class="{c}">{html.escape(t)}</td>' for t, c in zip(texts, _classes(standing, summary))) + "</tr>")
         parts.append(f'<div class="scroll"><table class="summary"><thead><tr>{head}</tr></thead>'
                      f'<tbody>{"".join(rows)}</tbody></table></div>')
+        if more:
+            parts.append(f'<p class="note">... and {more} more CELL(s) of this group: see the TABLE.</p>')
+    if len(summary.groups) > summarymd.MAX_GROUPS:
+        parts.append(f'<p class="note">{html.escape(summarymd.more_groups(summary))}</p>')
     return "".join(parts) + "</section>"

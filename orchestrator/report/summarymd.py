@@ -14,6 +14,13 @@ from orchestrator.merge.standings import METRICS, Group, Standing, Summary
 from orchestrator.stats import ratio as stat
 
 NOT_RANKED = "-"
+MAX_SHOWN = 40  # CELLs per group in the summary (a job summary must stay short); the TABLE has every one
+MAX_GROUPS = 50  # groups in the summary; report.html's charts and the TABLE have the others
+
+
+def shown(group: Group) -> tuple[tuple[Standing, ...], int]:
+    """The group's CELLs the summary lists (the ranked first) and how many more it leaves to the TABLE."""
+    return group.standings[:MAX_SHOWN], max(0, len(group.standings) - MAX_SHOWN)
 
 
 def number(value, digits: int = 1) -> str:
@@ -78,8 +85,9 @@ def group_lines(group: Group, summary: Summary) -> list[str]:
     head = headings(summary)
     lines = [f"### {group.title}", "", f"{len(group.ranked)} of {len(group.standings)} CELL(s) ranked; {said}.", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(_escape(c) for c in cells(s, summary)) + " |" for s in group.standings]
-    return lines + [""]
+    listed, more = shown(group)
+    lines += ["| " + " | ".join(_escape(c) for c in cells(s, summary)) + " |" for s in listed]
+    return lines + (["", f"... and {more} more CELL(s) of this group: see the TABLE."] if more else []) + [""]
 
 
 def markdown(summary: Summary, title: str) -> str:
@@ -88,9 +96,16 @@ def markdown(summary: Summary, title: str) -> str:
     if not summary.groups:
         return "\n".join(lines + ["No generation CELL in this TABLE: nothing to rank.", ""])
     lines += [*method_lines(summary), ""]
-    for group in summary.groups:
+    for group in summary.groups[:MAX_GROUPS]:
         lines += group_lines(group, summary)
+    if len(summary.groups) > MAX_GROUPS:
+        lines.append(more_groups(summary))
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def more_groups(summary: Summary) -> str:
+    return (f"... and {len(summary.groups) - MAX_GROUPS} more group(s) of {len(summary.groups)}: see the TABLE "
+            "(tables/cells.*).")
 
 
 def _escape(text: str) -> str:

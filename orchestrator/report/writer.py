@@ -120,7 +120,7 @@ def _write_one(name: str) -> str:
         title = f"Summary of RUN {RunDocument.read(job['run']).run_id}"
         text, path = summarymd.markdown(job["summary"], title), job["run_dir"] / "tables" / name
     elif name == "report.md":
-        text, path = report_document(job["run"], job["table"], job["reps"], job["summary"]), job["run_dir"] / name
+        text, path = report_document(job["run"], job["summary"]), job["run_dir"] / name
     else:
         stem, fmt = name.split(".")
         frame = job["table"] if stem == "cells" else job["reps"]
@@ -130,10 +130,7 @@ def _write_one(name: str) -> str:
     return name
 
 
-def report_document(run: dict, table, reps, summary: standings.Summary) -> str:
-    """report.md of one RUN."""
-    rows = summaries.rows_of(table)
-    found = standings.samples({c: reps[c].tolist() for c in ("cell_id", "round", *standings.METRICS)
-                               if c in reps.columns})
-    return document.report(f"Report of RUN {RunDocument.read(run).run_id}", rows, [run], summary,
-                           scaling.scalings(rows, found, summary), htmlreport.parameters(run))
+def report_document(run: dict, summary: standings.Summary) -> str:
+    """report.md of one RUN, from its summary (which holds the TABLE's rows and repetitions)."""
+    return document.report(f"Report of RUN {RunDocument.read(run).run_id}", summary.rows, [run], summary,
+                           scaling.scalings(summary.rows, summary.samples, summary), htmlreport.parameters(run))

@@ -16,5 +16,20 @@ def beaten(point: tuple[float, float], by: tuple[float, float]) -> bool:
 
 
 def front(points: Sequence[tuple[float, float]]) -> list[bool]:
-    """For each (speed, loss), whether no other point beats it (quadratic: a chart's few points)."""
-    return [not any(beaten(p, q) for j, q in enumerate(points) if j != i) for i, p in enumerate(points)]
+    """For each (speed, loss), whether no other point beats it: one sweep from the fastest down (n log n).
+
+    A point survives the faster points when its loss is below the least loss among them, and the points of its
+    own speed when its loss is the least among those."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], points[i][1]))
+    kept = [False] * len(points)
+    best = float("inf")  # the least loss of the points strictly faster than the current speed
+    start = 0
+    while start < len(order):
+        speed, least = points[order[start]]
+        end = start
+        while end < len(order) and points[order[end]][0] == speed:
+            kept[order[end]] = points[order[end]][1] == least and least < best
+            end += 1
+        best = min(best, least)
+        start = end
+    return kept

@@ -93,8 +93,8 @@ def normal_bound(m: int, n: int, confidence: float) -> int:
 def _differences(a: tuple[float, ...], b: tuple[float, ...]) -> list[float]:
     if not a or not b or min(a) <= 0 or min(b) <= 0:
         raise ValueError("a ratio needs positive samples on both sides")
-    logs_a = [math.log(x) for x in a]
-    return sorted(math.log(y) - x for x in logs_a for y in b)
+    logs_a, logs_b = [math.log(x) for x in a], [math.log(y) for y in b]
+    return sorted(y - x for x in logs_a for y in logs_b)
 
 
 def ratio(a: tuple[float, ...], b: tuple[float, ...], confidence: float = CONFIDENCE) -> Ratio:

@@ -55,7 +55,7 @@ def test_executive_summary_front_and_conclusions_with_known_answers():
     found = made_up()
     table, reps = frames.tables(found, FREQ)
     summary = summaries.summarise(table, reps)
-    text = writer.report_document(run_document(found), table, reps, summary)
+    text = writer.report_document(run_document(found), summary)
     assert ("**llama.cpp gguf-q8_0** decodes fastest of 5 ranked CELL(s), 200.0 tok/s, 2.00x faster [1.97, 2.03] than "
             "the baseline llama.cpp gguf-f32; perplexity +10.00% over F32") in text
     assert ("Not beaten on both decode rate and perplexity: llama.cpp gguf-q8_0 (200.0 tok/s, +10.00%); llama.cpp "
@@ -72,7 +72,7 @@ def test_thread_scaling_is_the_same_statistic():
              records.rated("c-000000000003", "candle", "gguf-q8_0", R),
              records.rated("c-000000000004", "candle", "gguf-q8_0", tuple(1.8 * r for r in R), threads=2)]
     table, reps = frames.tables(found, FREQ)
-    text = writer.report_document(run_document(found), table, reps, summaries.summarise(table, reps))
+    text = writer.report_document(run_document(found), summaries.summarise(table, reps))
     assert "| candle gguf-q8_0 tinystories-15m w | 1 -> 2 | 100.0 | 180.0 | 1.80x faster [1.77, 1.83] | 0.90 |" in text
     assert "| llama.cpp gguf-f32 tinystories-15m w | 1 -> 2 | 100.0 | 100.0 | same within noise [0.99, 1.02] | 0.50 |" \
         in text
