@@ -25,12 +25,14 @@ def markdown_page(merged: Merged) -> str:
             f"RUN {f['run_id']}" + (f" shard {f['shard']}" if f["shard"] else "")
             + (f" on runner {f['ci_runner']}" if f["ci_runner"] else "")
             + f" ({f['logical_cpus']} logical CPUs, "
-            + (f"{f['frequency_ghz']} GHz from {f['frequency_source']}" if f["frequency_ghz"] else "frequency unknown")
+            + (f"host frequency {f['frequency_ghz']} GHz from {f['frequency_source']}" if f["frequency_ghz"]
+               else "host frequency unknown")
             + f", cgroup v{f['cgroup_version']}, Docker {f['docker_version']}, fingerprint {f['host_fingerprint']})"
             for f in facts))
     lines += ["", "Each machine is an architecture and CPU model (and the runner labels its CI job asked for, in "
-              "brackets); every row keeps its own RUN's frequency and host facts. Agreement is computed within each "
-              "machine.", ""]
+              "brackets); every row keeps its own RUN's host facts, and its per-GHz figures divide by its own "
+              "frequency (`GHz`, `GHz from`: sampled on the CELL's CPUs while it ran where the host allows), not by "
+              "the host frequency above. Agreement is computed within each machine.", ""]
     if merged.mixed:
         lines += ["## Warning: the RUNs measured with different settings (merged with --allow-mixed-settings)", "",
                   *[f"- {line}" for line in merged.mixed],

@@ -130,3 +130,16 @@ def test_summary_md_is_short_markdown_with_every_claim_and_reason():
     assert "Noise thresholds: decode tok/s 5%; prefill tok/s 5%; TTFT ms 5% (fixed 5%" in text
     assert "| +10.00% |" in text and "PPL vs F32" in text and "KL mean" not in text
     assert len(text.splitlines()) < 30
+
+
+def test_a_long_summary_stays_short_and_says_what_it_left_to_the_table():
+    found = []
+    for index in range(60):  # 60 workloads: 60 groups of one CELL
+        rec = records.rated(f"c-{index:012x}", rates=R)
+        rec["cell"]["workload"]["name"] = f"w{index}"
+        found.append(rec)
+    text = summarymd.markdown(summary_of(found), "S")
+    assert text.count("### ") == summarymd.MAX_GROUPS and "... and 10 more group(s) of 60: see the TABLE" in text
+    many = [records.rated(f"c-{index:012x}", "candle", "gguf-q8_0", R) for index in range(45)]
+    text = summarymd.markdown(summary_of(many), "S")
+    assert text.count("| candle gguf-q8_0 |") == summarymd.MAX_SHOWN and "... and 5 more CELL(s) of this group" in text
