@@ -46,7 +46,7 @@ def derived(spreads: Iterable[float | None], what: str = "this RUN") -> Threshol
         return None
     value = describe.median(found)
     return Threshold(value, f"derived from {what}'s rounds: the median over {len(found)} CELL(s) of the largest ratio "
-                            f"between two round medians of one CELL, less 1 ({value:.2%})", True)
+                            "between two round medians of one CELL, less 1", True)
 
 
 def fixed() -> Threshold:
