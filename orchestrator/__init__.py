@@ -9,15 +9,16 @@ tests/unit/test_architecture.py checks it):
     models/    the model and text catalogues, the model STORE, downloads, tokenized evaluation texts
     execute/   a RUN's CELLs: one pinned, locked-down container per BATCH, in ROUNDs; SMOKE RUNs; resume
     results/   judge a RESULT; read and write RECORDs and run.json through their one typed reader
-    merge/     RECORDs -> the TABLE (pandas), agreement and perplexity columns; RUNs of several MACHINEs
-    report/    the TABLE's exporters (CSV, Markdown, JSON), report.html and its charts
+    merge/     RECORDs -> the TABLE (pandas), agreement and perplexity columns; RUNs of several MACHINEs;
+               the SUMMARY's standings against the BASELINE, quality columns, thread scaling
+    report/    the TABLE's exporters (CSV, Markdown, JSON), summary.md, report.md, report.html and its charts
     compare/   two RUNs CELL by CELL: ratios with intervals and VERDICTs; BUNDLEs
     run.py, reproduce.py   the conductors: execute a RUN; reproduce a BUNDLE and compare
     cli.py, cliargs.py     the command line on top
   below the steps:
     files/     every file from elsewhere read bounded, beneath its root; atomic writes; locks; archives
     host/      the machine: the one module that talks to Docker, cgroups, topology, frequency, noise, CI
-    stats/     order statistics and intervals (pure)
+    stats/     order statistics and intervals, the ratio of two samples, noise thresholds, the front (pure)
     engines/   the ENGINE adapters, one small module each, in one table
     errors.py, schemas.py  the one error root; the JSON Schemas of schemas/
 
@@ -58,6 +59,16 @@ TABLE     the merged comparison of a RUN's RECORDs (CSV, Markdown, JSON), one ro
 MACHINE   an architecture and CPU model (and CI runner labels): what `orchestrate merge` keeps apart.
 BUNDLE    a RUN packed in one file (`orchestrate bundle`) for a colleague to compare or reproduce.
 VERDICT   what `compare` says of a metric of a CELL: faster, slower, same within noise, mixed.
+RATIO     B/A of two samples as one statistic: the Hodges-Lehmann estimate and its Mann-Whitney interval
+          (stats/ratio.py); the estimate, the interval, every VERDICT and --fail-on read it.
+NOISE THRESHOLD  the relative difference below which a RATIO is "same within noise": derived from a RUN's
+          between-ROUND spread where it has ROUNDs, else a fixed 5 %, or --noise (stats/threshold.py).
+BASELINE  the ENGINE (or ENGINE/FORMAT) whose CELL every figure of the SUMMARY is a RATIO to, in each group
+          (MATRIX `baseline:`, `--baseline`, else llama.cpp).
+SUMMARY   per MACHINE x model x workload x threads, the CELLs ranked by decode rate against the BASELINE, with
+          quality beside; CELLs that failed, disagree or tripped a NOISE GUARD are shown, not ranked
+          (tables/summary.md, the head of report.html, report.md).
+FRONT     the CELLs no other beats on both decode rate and quality loss (stats/front.py).
 TEST DOUBLE  an ENGINE (testengine) that drives pipeline tests; it never appears as an engine.
 """
 

@@ -91,9 +91,10 @@ def cmd_merge(args) -> int:
                               args.include_emulated)
     for line in merged.mixed:
         _say(f"warning: settings differ between the RUNs: {line}")
-    written = mergereport.write(merged, Path(args.out))
+    written = mergereport.write(merged, Path(args.out), args.baseline)
     print(mergereport.summary(merged))
     print(f"TABLE: {written['cells.md']} (also cells.csv, cells.json, repetitions.*)")
+    print(f"SUMMARY: {written['summary.md']} (report document: {written['report.md']})")
     print(f"REPORT: {written['report.html']}")
     for cell_id, reason in merged.refused.items():
         _say(f"refused {cell_id}: {reason}")
@@ -129,7 +130,8 @@ def cmd_run(args) -> int:
         return 1 if failed else 0
     print(f"RUN {run['run_id']}: {len(records) - len(failed)} ok, {len(failed)} not ok")
     print(f"TABLE: {run_dir / 'tables' / 'cells.md'} (also cells.csv, cells.json, repetitions.*)")
-    print(f"REPORT: {run_dir / 'report.html'} (charts, environment and the sortable TABLE; opens offline)")
+    print(f"SUMMARY: {run_dir / 'tables' / 'summary.md'} (report document: {run_dir / 'report.md'})")
+    print(f"REPORT: {run_dir / 'report.html'} (summary, charts, environment and the sortable TABLE; opens offline)")
     return 1 if failed else 0
 
 
@@ -170,7 +172,7 @@ def cmd_report(args) -> int:
     if run and run.get("status") in ("interrupted", "running", "failed"):
         _say(f"RUN {run.get('run_id')} is {run['status']}" + (f": {run['error']}" if run.get("error") else ""))
     broken: list = []  # records that cannot be read: the TABLE holds the others, and the exit code is 5
-    written = writer.write(Path(args.run_dir), broken)
+    written = writer.write(Path(args.run_dir), broken, args.baseline)
     print(written[f"cells.{args.format}"].read_text(encoding="utf-8"), end="")
     _say(f"tables written to {Path(args.run_dir) / 'tables'}; report: {written['report.html']}")
     if broken:
@@ -268,11 +270,12 @@ def _compare_outcome(text: str, compared, fail_on: list[str]) -> int:
     return FAIL_ON_EXIT if broken else 0
 
 
-def _verdict_settings(args) -> float:
-    """The --noise fraction, after checking every --fail-on rule: bad input fails before anything is read."""
+def _verdict_settings(args) -> float | None:
+    """The --noise fraction (None: derive it from the RUNs' rounds, else 5 %), after checking every --fail-on rule:
+    bad input fails before anything is read."""
     for rule in args.fail_on:
         ratios.parse_fail_on(rule)
-    return ratios.fraction(args.noise, "--noise")
+    return ratios.fraction(args.noise, "--noise") if args.noise is not None else None
 
 
 def cmd_compare(args) -> int:
@@ -280,10 +283,11 @@ def cmd_compare(args) -> int:
     with tempfile.TemporaryDirectory(prefix="orchestrate-compare-") as scratch:
         a, b = bundle.open_run(Path(args.a), Path(scratch)), bundle.open_run(Path(args.b), Path(scratch))
     ignore = tuple(name for item in args.ignore for name in item.split(",") if name)
-    compared = ratios.compare(a, b, noise, ignore)
+    chosen = ratios.thresholds(a, b, noise)
+    compared = ratios.compare(a, b, chosen, ignore)
     if args.out:
-        _say(f"report written to {reproduce.write_report(Path(args.out), a, b, compared, noise)} (also .csv, .json, .html)")
-    return _compare_outcome(comparereport.EXPORTERS[args.format](a, b, compared, noise), compared, args.fail_on)
+        _say(f"report written to {reproduce.write_report(Path(args.out), a, b, compared, chosen)} (also .csv, .json, .html)")
+    return _compare_outcome(comparereport.EXPORTERS[args.format](a, b, compared, chosen), compared, args.fail_on)
 
 
 def cmd_bundle(args) -> int:

@@ -95,6 +95,7 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
                         "own, marked EMULATED); refused otherwise: emulated speed is no architecture's speed")
     c.add_argument("--allow-mixed-settings", action="store_true",
                    help="merge RUNs measured with different settings anyway; the TABLE and report say which differ")
+    _baseline_option(c)
     c.add_argument("--require-measured", action="store_true",
                    help="exit 5 when an ok CELL has no peak memory or CPU time from its cgroup")
 
@@ -120,9 +121,10 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("matrices", nargs="+", metavar="MATRIX", help="MATRIX files")
     c.add_argument("--logs", default="results/build-logs", help="where build logs go (default: results/build-logs)")
 
-    c = add("report", "regenerate a RUN's TABLEs from its stored RESULTs and print one")
+    c = add("report", "regenerate a RUN's TABLEs, summary and report from its stored RESULTs and print one")
     c.add_argument("run_dir", help="a RUN folder, results/<run-id>")
     c.add_argument("--format", choices=sorted(exporters.EXPORTERS), default="md", help="what to print (default md)")
+    _baseline_option(c)
 
     c = add("clean", "list and remove containers and cgroups the orchestrator left (and optionally its images)")
     c.add_argument("--run", help="only containers and cgroups of this run id")
@@ -144,10 +146,10 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output (list)")
     c = add("compare", "compare two RUNs (folders or bundles) CELL by CELL, with a verdict per CELL",
             "Join the CELLs of A and B on their stable ids; for decode and prefill tok/s, TTFT and ITL p50 show the "
-            "ratio of medians B/A with a confidence interval from the Mann-Whitney U distribution over the raw "
-            "repetitions (Hodges-Lehmann; exact, no resampling) and a verdict: same within noise, faster, slower, or "
-            "not comparable with the reasons (model sha256, IMAGE content, engine version, CPU model or code path, "
-            "thread placement). Then the two environments side by side.")
+            "Hodges-Lehmann estimate of B/A with its Mann-Whitney interval over the raw repetitions (exact, no "
+            "resampling; the verdict and --fail-on read the same interval) and a verdict: same within noise, faster, "
+            "slower, or not comparable with the reasons (model sha256, IMAGE content, engine version, CPU model or "
+            "code path, thread placement). Then the two environments side by side.")
     c.add_argument("a", help="the baseline: a RUN folder or a bundle file")
     c.add_argument("b", help="the RUN compared with it: a RUN folder or a bundle file")
     c.add_argument("--format", choices=["md", "csv", "json"], default="md", help="what to print (default md)")
@@ -178,10 +180,18 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     return top
 
 
+def _baseline_option(command) -> None:
+    """--baseline: the ENGINE the summary's ratios are to (over the MATRIX's baseline:)."""
+    command.add_argument("--baseline", metavar="ENGINE[/FORMAT]",
+                         help="the ENGINE (or ENGINE/FORMAT) whose CELL every figure of the summary is a ratio to "
+                              "(default: the MATRIX's baseline:, else llama.cpp where the TABLE has it)")
+
+
 def _verdict_options(command) -> None:
     """--noise and --fail-on: how `compare` and `reproduce` turn ratios into verdicts and an exit code."""
-    command.add_argument("--noise", default="5%",
-                         help="differences up to this are the same within noise (default 5%%)")
+    command.add_argument("--noise", default=None,
+                         help="differences up to this are the same within noise (default: derived from the RUNs' "
+                              "own rounds where they have two or more, else 5%%)")
     command.add_argument("--fail-on", action="append", default=[], metavar="RULE",
-                         help="exit 6 when a metric is slower by more than N (slower:5%%) or a CELL is not "
-                              "comparable (not-comparable); repeatable")
+                         help="exit 6 when a metric is slower and its whole interval shows more than N lost "
+                              "(slower:5%%), or a CELL is not comparable (not-comparable); repeatable")

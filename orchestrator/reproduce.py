@@ -122,7 +122,7 @@ def make_models(docker, logs_dir: Path, progress: Callable[[str], None]) -> Make
 
 def reproduce(bundle_path: Path, results_root: Path, force: bool = False, progress: Callable[[str], None] = print,
               models_maker: MakeModels | None = None, execute: Callable | None = None,
-              noise: float = ratios.NOISE) -> Reproduced:
+              noise: float | None = None) -> Reproduced:
     """Run the bundle's CELLs here and compare; raise NotReproducible / ModelError when refused."""
     with tempfile.TemporaryDirectory(prefix="orchestrate-reproduce-") as scratch:
         folder = bundle.extract(Path(bundle_path), Path(scratch) / "bundle")
@@ -158,12 +158,13 @@ def reproduce(bundle_path: Path, results_root: Path, force: bool = False, progre
                           reproduces={"bundle": str(bundle_path), "run_id": original.info.run_id,
                                       "forced": problems})
     new = rundata.load(run_dir)
-    compared = ratios.compare(original, new, noise)
-    report = write_report(run_dir / "compare", original, new, compared, noise)
+    chosen = ratios.thresholds(original, new, noise)
+    compared = ratios.compare(original, new, chosen)
+    report = write_report(run_dir / "compare", original, new, compared, chosen)
     return Reproduced(run_dir, original, new, compared, tuple(problems), report)
 
 
-def write_report(folder: Path, a: rundata.Run, b: rundata.Run, compared, noise: float) -> Path:
+def write_report(folder: Path, a: rundata.Run, b: rundata.Run, compared, noise: ratios.Thresholds) -> Path:
     """compare.md, compare.csv, ratios.json and compare.html in ``folder``; returns the Markdown file."""
 
 

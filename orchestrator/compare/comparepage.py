@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from orchestrator.compare import comparereport
-from orchestrator.compare.ratios import METRICS, CellComparison
+from orchestrator.compare.ratios import METRICS, CellComparison, Thresholds
 from orchestrator.report import charts, htmlreport
 from orchestrator.report.htmlreport import _e, _fmt
 from orchestrator.results.rundata import Run
@@ -15,7 +15,7 @@ VERDICT_COLOURS = {"same within noise": "#7f7f7f", "faster": "#2ca02c", "slower"
                    "not comparable": "#9467bd"}
 
 
-def compare_page(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: float) -> str:
+def compare_page(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: Thresholds) -> str:
     """A comparison as a page: the ratio B/A of each metric with its interval, coloured by verdict; the table."""
     figures = []
     for metric, (label, _) in METRICS.items():
@@ -33,12 +33,13 @@ def compare_page(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: fl
                  "hovertemplate": "%{x}<br>B/A %{y:.3f}<br>%{customdata}<extra></extra>"}
         layout = charts._layout("B / A", shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1,
                                                   "y1": 1, "line": {"dash": "dot", "color": "#444"}}])
-        figures.append(charts.Figure(f"chart-ratio-{metric}", f"{label}: ratio of medians B / A",
-                                     f"Bar: median of B / median of A; error bar: the Mann-Whitney (Hodges-Lehmann) "
-                                     f"interval; colour: verdict (grey same within {noise:.0%}, green faster, red "
-                                     "slower).", [trace], layout))
-    heads = ["cell", "CELL", "metric", "median A", "median B", "ratio B/A", "interval low", "interval high",
-             "verdict", "why"]
+        figures.append(charts.Figure(f"chart-ratio-{metric}", f"{label}: B / A (Hodges-Lehmann)",
+                                     "Bar: the Hodges-Lehmann estimate of B / A; error bar: its Mann-Whitney "
+                                     "interval (the verdict reads the same interval); colour: verdict (grey same "
+                                     f"within noise, green faster, red slower). Threshold: {noise.of(metric).how}, "
+                                     f"{noise.of(metric).value:.2%}.", [trace], layout))
+    heads = ["cell", "CELL", "metric", "median A", "median B", "B/A (Hodges-Lehmann)", "interval low",
+             "interval high", "verdict", "why"]
     body = []
     for row in comparereport.rows(compared):
         values = [row["cell_a"] or row["cell_b"], row["cell"], row.get("metric"), row.get("median_a"),

@@ -11,15 +11,16 @@ import json
 from collections import Counter
 
 from orchestrator.compare.ratios import (
-    EXACT_LIMIT,
     METRICS,
     SAME,
     CellComparison,
+    Thresholds,
     cpu_path,
 )
 from orchestrator.files import terminal
 from orchestrator.results.rundata import Run
 from orchestrator.stats import describe
+from orchestrator.stats import ratio as stat
 
 MARKS = {SAME: "="}  # how a metric's verdict shows in the Markdown table (others: as they are)
 CONTENDED = 0.8  # a median CPU share below this means other work ran on the CELLs' cores
@@ -103,6 +104,7 @@ def rows(compared: tuple[CellComparison, ...]) -> list[dict]:
                         "ci_low": m.interval.low if m.interval else None,
                         "ci_high": m.interval.high if m.interval else None,
                         "ci_coverage": m.interval.coverage if m.interval else None,
+                        "noise_threshold": m.threshold.value, "threshold_how": m.threshold.how,
                         "verdict": m.verdict, "why": m.why})
     return out
 
@@ -111,11 +113,16 @@ def _num(value: float) -> float | None:
     return None if value != value else value
 
 
-def to_json(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: float) -> str:
-    method = ("ratio of medians B/A; confidence interval from the Mann-Whitney U distribution (Hodges-Lehmann "
-              f"interval of log(B) - log(A), exact for m*n <= {EXACT_LIMIT}); faster/slower when the whole "
-              f"interval lies beyond the noise threshold: above {1 + noise:g} or below {1 - noise:g}")
-    return json.dumps({"a": a.source, "b": b.source, "method": method, "noise": noise,
+def method(noise: Thresholds) -> str:
+    """What every ratio, interval, verdict and --fail-on of a comparison reads, and the thresholds used."""
+    return (f"{stat.METHOD}; the estimate, the interval, the verdict and --fail-on all read this one statistic. "
+            "Faster/slower when the whole interval lies beyond the noise threshold (above 1 + t or below 1 - t); "
+            f"thresholds: {noise.describe()}")
+
+
+def to_json(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: Thresholds) -> str:
+    return json.dumps({"a": a.source, "b": b.source, "method": method(noise),
+                       "noise": {metric: {"threshold": t.value, "how": t.how} for metric, t in noise.by_metric.items()},
                        "warnings": warnings(a, b),
                        "environment": [{"what": w, "a": x, "b": y} for w, x, y in environment(a, b)],
                        "cells": rows(compared)}, indent=2, allow_nan=False) + "\n"
@@ -131,11 +138,13 @@ def to_csv(compared: tuple[CellComparison, ...]) -> str:
     return buffer.getvalue()
 
 
-def to_markdown(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: float) -> str:
+def to_markdown(a: Run, b: Run, compared: tuple[CellComparison, ...], noise: Thresholds) -> str:
     """The verdict table (ratio B/A [interval] per metric) and the environment side by side."""
     lines = [f"A: `{a.source}` (RUN {a.info.run_id})  ", f"B: `{b.source}` (RUN {b.info.run_id})", "",
-             f"Ratio of medians B/A with its Mann-Whitney (Hodges-Lehmann) interval; faster/slower when the whole "
-             f"interval lies more than {noise:.0%} from 1.", "",
+             "B/A: the Hodges-Lehmann estimate with its Mann-Whitney interval (the estimate, the interval, the "
+             "verdict and --fail-on read this one statistic; medians are in the CSV and JSON); faster/slower when "
+             "the whole interval lies beyond the noise threshold.  ",
+             f"Noise thresholds: {noise.describe()}.", "",
              "| CELL | " + " | ".join(label for label, _ in METRICS.values()) + " | verdict |",
              "| --- | " + " | ".join("---" for _ in METRICS) + " | --- |"]
     for cell in compared:

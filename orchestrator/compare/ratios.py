@@ -1,71 +1,97 @@
-"""Compare two RUNs CELL by CELL: ratio of medians, a distribution-free confidence interval, a verdict.
+"""Compare two RUNs CELL by CELL: one statistic per metric (Hodges-Lehmann ratio B/A and its interval), a verdict.
 
 Pure functions over typed RUN data (rundata.py). CELLs are joined on their stable ids
 (or, with ``ignore``, on their coordinates less the named ones, to compare for example
-1 thread with 2). For each metric the ratio B/A of the medians over the timed repetitions
-is reported with a confidence interval for the ratio from the Mann-Whitney U test
-(the Hodges-Lehmann interval of the shift of log values, exact for small samples): no
-resampling, no seed, and valid coverage with 5 repetitions, where a bootstrap of medians
-is known to be too narrow. A metric is *faster* or *slower* only when the interval
-lies wholly beyond the noise threshold (above 1 + noise, or below 1 - noise), the rule
-criterion.rs uses (repetitions within one RUN do not show the variation between RUNs:
-container start, page cache, frequency, neighbours; a verdict says a difference larger than
-that is shown with confidence); otherwise it is *same within noise*. A CELL is *not comparable*,
-with the reasons, when what it measured differs (model bytes, IMAGE content, engine
-version, CPU model or code path, thread placement) or it did not end ok on both sides.
+1 thread with 2). For each metric the estimate shown, the interval shown, the verdict and
+``--fail-on`` all read one statistic (stats/ratio.py): the Hodges-Lehmann estimate of B/A
+over the timed repetitions and the Mann-Whitney interval of the same pairwise log
+differences (exact for small samples; no resampling, no seed). A metric is *faster* or
+*slower* only when the interval lies wholly beyond the noise threshold (criterion.rs's
+rule); otherwise it is *same within noise*. The threshold is derived from the RUNs' own
+rounds where they have them, else a fixed 5 % (stats/threshold.py), or given with --noise;
+each metric says which. ``--fail-on slower:N%`` fails a metric that is *slower* and whose
+whole interval shows more than N lost. A CELL is *not comparable*, with the reasons, when
+what it measured differs (model bytes, IMAGE content, engine version, CPU model or code path,
+thread placement) or it did not end ok on both sides.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from statistics import NormalDist
 
 from orchestrator.errors import UsageError
 from orchestrator.results.rundata import CellRun, Run
 from orchestrator.stats import describe
+from orchestrator.stats import ratio as stat
+from orchestrator.stats import threshold as noise_threshold
+from orchestrator.stats.ratio import (  # noqa: F401 - the statistics compare is known by, for its callers
+    CONFIDENCE,
+    EXACT_LIMIT,
+    Interval,
+    hodges_lehmann_ratio,
+    ratio_interval,
+    u_distribution,
+)
+from orchestrator.stats.threshold import Threshold
 
 # metric -> (label, True when higher is better)
 METRICS = {"gen_tps": ("decode tok/s", True), "prompt_tps": ("prefill tok/s", True),
            "ttft_ms": ("TTFT ms", False), "itl_p50_ms": ("ITL p50 ms", False),
            "ppl_tps": ("perplexity scored tok/s", True)}
-CONFIDENCE = 0.95
-NOISE = 0.05  # default: relative differences below 5% are called the same
-EXACT_LIMIT = 2500  # m*n up to which the U distribution is counted exactly; above, the normal approximation
+NOISE = noise_threshold.FIXED  # the fixed threshold, where no RUN has rounds to derive one from
+SAME, FASTER, SLOWER, MIXED, NOT_COMPARABLE = stat.SAME, stat.FASTER, stat.SLOWER, "mixed", "not comparable"
 EMULATION = "emulation"  # --ignore emulation: compare CELLs that ran under emulation too
-SAME, FASTER, SLOWER, MIXED, NOT_COMPARABLE = "same within noise", "faster", "slower", "mixed", "not comparable"
 
 
 @dataclass(frozen=True)
-class Interval:
-    """A confidence interval for the ratio B/A and its actual coverage (exact intervals are discrete)."""
+class Thresholds:
+    """The noise threshold of each metric, and how it was chosen."""
 
-    low: float
-    high: float
-    coverage: float
+    by_metric: Mapping[str, Threshold]
+
+    def of(self, metric: str) -> Threshold:
+        return self.by_metric.get(metric) or noise_threshold.fixed()
+
+    def describe(self) -> str:
+        """One line: each metric's threshold and how it was chosen (metrics that share one, once)."""
+        groups: dict[tuple[float, str], list[str]] = {}
+        for metric, found in self.by_metric.items():
+            groups.setdefault((found.value, found.how), []).append(METRICS[metric][0])
+        return "; ".join(f"{', '.join(names)}: {stat.percent(value)} ({how})" for (value, how), names in groups.items())
 
 
 @dataclass(frozen=True)
 class MetricComparison:
-    """One metric of one CELL pair."""
+    """One metric of one CELL pair: medians for reading, and the one statistic every claim reads."""
 
     metric: str
     median_a: float
     median_b: float
     n_a: int
     n_b: int
-    ratio: float  # median B / median A
-    interval: Interval | None  # None when a side has no samples
+    ratio: float  # the Hodges-Lehmann estimate of B/A
+    interval: Interval | None  # its Mann-Whitney interval; None when a side has no samples
     verdict: str
     why: str
+    threshold: Threshold = Threshold(NOISE, noise_threshold.FIXED_HOW)
 
     @property
     def worse_by(self) -> float:
-        """The fraction of speed B lost against A (negative: gained): 1 - ratio for rates, 1 - 1/ratio for times."""
+        """The share of speed B lost against A at the estimate (negative: gained): 1 - ratio for rates,
+        1 - 1/ratio for times."""
         higher_better = METRICS[self.metric][1]
         return (1 - self.ratio) if higher_better else (1 - 1 / self.ratio)
+
+    @property
+    def worse_by_at_least(self) -> float:
+        """The share of speed lost that the whole interval shows (its bound nearest 1; NaN without one)."""
+        if self.interval is None:
+            return math.nan
+        found = stat.Ratio(self.ratio, self.interval, self.n_a, self.n_b)
+        return stat.lost_at_least(found, METRICS[self.metric][1])
 
 
 @dataclass(frozen=True)
@@ -95,88 +121,31 @@ class CellComparison:
 
 # -- statistics (pure) ----------------------------------------------------------------------
 
-@lru_cache(maxsize=256)
-def u_distribution(m: int, n: int) -> tuple[float, ...]:
-    """P(U = u) for u = 0..m*n under H0 (no shift), counted exactly: f(m,n,u) = f(m-1,n,u-n) + f(m,n-1,u)."""
-    # counts[j][u] for the current i: arrangements of i values of A and j values of B with U = u
-    counts = [[1] for _ in range(n + 1)]  # i = 0: U = 0 in one way
-    for i in range(1, m + 1):
-        new = [[1]]  # j = 0: U = 0
-        for j in range(1, n + 1):
-            size = i * j + 1
-            row = [0] * size
-            for u, c in enumerate(counts[j]):  # (i-1, j, u - j) -> shift by j
-                row[u + j] += c
-            for u, c in enumerate(new[j - 1]):  # (i, j-1, u)
-                row[u] += c
-            new.append(row)
-        counts = new
-    total = math.comb(m + n, m)
-    return tuple(c / total for c in counts[n])
-
-
-def _rank_bound(m: int, n: int, confidence: float) -> tuple[int, float]:
-    """(w, coverage): the interval runs from the w-th smallest to the w-th largest pairwise difference."""
-    alpha = 1 - confidence
-    if m * n <= EXACT_LIMIT:
-        cumulative, w = 0.0, 0
-        for p in u_distribution(m, n):
-            if cumulative + p > alpha / 2:
-                break
-            cumulative += p
-            w += 1
-        if w == 0:  # too few samples for this confidence: the widest interval, with its real coverage
-            return 1, 1 - 2 * u_distribution(m, n)[0]
-        return w, 1 - 2 * cumulative
-    return _normal_bound(m, n, confidence), confidence
-
-
-def _normal_bound(m: int, n: int, confidence: float) -> int:
-    """w from the normal approximation of U with continuity correction (large samples, no ties)."""
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-    mean, sd = m * n / 2, math.sqrt(m * n * (m + n + 1) / 12)
-    return max(1, math.floor(mean - z * sd - 0.5) + 1)
-
-
-def ratio_interval(a: tuple[float, ...], b: tuple[float, ...], confidence: float = CONFIDENCE) -> Interval:
-    """Confidence interval for the ratio B/A from the Mann-Whitney test on log values (positive samples).
-
-    The pairwise differences log b_j - log a_i, sorted; the interval is
-    [exp(D_(w)), exp(D_(mn+1-w))] with w from the exact U distribution.
-    """
-    if not a or not b or min(a) <= 0 or min(b) <= 0:
-        raise ValueError("ratio_interval needs positive samples on both sides")
-    diffs = sorted(math.log(y) - math.log(x) for x in a for y in b)
-    w, coverage = _rank_bound(len(a), len(b), confidence)
-    return Interval(math.exp(diffs[w - 1]), math.exp(diffs[len(diffs) - w]), coverage)
-
-
-def hodges_lehmann_ratio(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """The Hodges-Lehmann estimate of B/A: exp of the median pairwise log difference."""
-    return math.exp(describe.median(sorted(math.log(y) - math.log(x) for x in a for y in b)))
-
-
-def compare_metric(metric: str, a: tuple[float, ...], b: tuple[float, ...], noise: float = NOISE,
+def compare_metric(metric: str, a: tuple[float, ...], b: tuple[float, ...], noise: float | Threshold = NOISE,
                    confidence: float = CONFIDENCE) -> MetricComparison:
-    """Ratio of medians, its interval and the verdict for one metric's samples."""
+    """The Hodges-Lehmann ratio B/A, its interval and the verdict for one metric's samples."""
+    found_threshold = noise if isinstance(noise, Threshold) else noise_threshold.given(noise)
     med_a, med_b = describe.median(sorted(a)), describe.median(sorted(b))
     if not a or not b:
         return MetricComparison(metric, med_a, med_b, len(a), len(b), math.nan, None, NOT_COMPARABLE,
-                                f"no samples on side {'A' if not a else 'B'}")
-    ratio = med_b / med_a
-    interval = ratio_interval(a, b, confidence)
-    higher_better = METRICS[metric][1]
-    if interval.low <= 1 <= interval.high:
-        return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval, SAME,
-                                f"the {interval.coverage:.0%} interval includes 1")
-    if interval.low > 1 + noise or interval.high < 1 - noise:
-        better = (ratio > 1) == higher_better
-        return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval,
-                                FASTER if better else SLOWER,
-                                f"the whole {interval.coverage:.0%} interval lies beyond the {noise:.0%} noise threshold")
-    return MetricComparison(metric, med_a, med_b, len(a), len(b), ratio, interval, SAME,
-                            f"differs by {abs(ratio - 1):.1%}, but the {interval.coverage:.0%} interval reaches "
-                            f"inside the {noise:.0%} noise threshold")
+                                f"no samples on side {'A' if not a else 'B'}", found_threshold)
+    found = stat.ratio(a, b, confidence)
+    verdict, why = stat.verdict(found, found_threshold.value, METRICS[metric][1])
+    return MetricComparison(metric, med_a, med_b, len(a), len(b), found.estimate, found.interval, verdict, why,
+                            found_threshold)
+
+
+def thresholds(a: Run, b: Run, noise: float | None = None) -> Thresholds:
+    """Each metric's threshold: ``noise`` when given; else derived from A's and B's rounds (the wider of the two
+    where both have them); else the fixed 5 %."""
+    if noise is not None:
+        return Thresholds({m: noise_threshold.given(noise) for m in METRICS})
+    out = {}
+    for metric in METRICS:
+        found = [noise_threshold.derived((noise_threshold.round_spread(c.by_round(metric)) for c in run.cells.values()
+                                          if c.status == "ok"), f"RUN {run.info.run_id}") for run in (a, b)]
+        out[metric] = noise_threshold.wider(found)
+    return Thresholds(out)
 
 
 # -- pairing and reasons (pure) -------------------------------------------------------------
@@ -242,9 +211,11 @@ def _short(value) -> str:
     return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
 
 
-def compare(a: Run, b: Run, noise: float = NOISE, ignore: tuple[str, ...] = (),
+def compare(a: Run, b: Run, noise: float | Thresholds | None = None, ignore: tuple[str, ...] = (),
             confidence: float = CONFIDENCE) -> tuple[CellComparison, ...]:
-    """Every CELL of A and B, paired; unpaired ones are not comparable ('only in A/B')."""
+    """Every CELL of A and B, paired; unpaired ones are not comparable ('only in A/B'). ``noise``: a fraction
+    given by the user, Thresholds already chosen, or None to derive them (``thresholds``)."""
+    chosen = noise if isinstance(noise, Thresholds) else thresholds(a, b, noise)
     keyed_a = {join_key(c, ignore): c for c in a.cells.values()}
     keyed_b = {join_key(c, ignore): c for c in b.cells.values()}
     if len(keyed_a) < len(a.cells) or len(keyed_b) < len(b.cells):
@@ -259,7 +230,7 @@ def compare(a: Run, b: Run, noise: float = NOISE, ignore: tuple[str, ...] = (),
                                       (f"only in {'A' if ca else 'B'}",), ()))
             continue
         why = reasons(a, b, ca, cb, ignore)
-        metrics = () if why else tuple(compare_metric(m, ca.samples(m), cb.samples(m), noise, confidence)
+        metrics = () if why else tuple(compare_metric(m, ca.samples(m), cb.samples(m), chosen.of(m), confidence)
                                        for m in METRICS if ca.samples(m) or cb.samples(m))
         label = ca.label if ca.label == cb.label else f"{ca.label} -> {cb.label}"
         if ca.engine_options != cb.engine_options:
@@ -291,14 +262,16 @@ def parse_fail_on(text: str) -> tuple[str, float]:
 
 
 def failures(compared: tuple[CellComparison, ...], rules: list[tuple[str, float]]) -> list[str]:
-    """The CELL/metric pairs that break a --fail-on rule, described."""
+    """The CELL/metric pairs that break a --fail-on rule, described: ``slower:N`` fails a metric that is slower and
+    whose whole interval shows more than N lost (the statistic the verdict reads; not the estimate alone)."""
     found = []
     for rule, limit in rules:
         for cell in compared:
             if rule == "not-comparable" and cell.reasons:
                 found.append(f"{cell.label}: {cell.verdict_text}")
             for m in cell.metrics if rule == "slower" else ():
-                if m.verdict == SLOWER and m.worse_by > limit:
-                    found.append(f"{cell.label}: {METRICS[m.metric][0]} {m.worse_by:.1%} slower "
-                                 f"(ratio B/A {m.ratio:.3f}, limit {limit:.0%})")
+                if m.verdict == SLOWER and m.interval is not None and m.worse_by_at_least > limit:
+                    found.append(f"{cell.label}: {METRICS[m.metric][0]} {m.worse_by:.1%} slower, at least "
+                                 f"{m.worse_by_at_least:.1%} over the whole interval (B/A {m.ratio:.3f} "
+                                 f"[{m.interval.low:.3f}, {m.interval.high:.3f}], limit {stat.percent(limit)})")
     return found

@@ -105,6 +105,7 @@ class Matrix:
     rounds: int = 1  # the PLAN runs this many times, each round in a seeded, shuffled order
     seed: int | None = None  # of that order; None: drawn when the RUN starts (run.json records it)
     platform: str | None = None  # build and run the IMAGEs for this platform (None: the host's)
+    baseline: str | None = None  # ENGINE or ENGINE/FORMAT the summary's ratios are to (report/ reads it)
 
     def memory_limit_bytes(self) -> int:
         return parse_size(self.memory_limit)
@@ -259,6 +260,13 @@ def _semantic_problems(data: dict, source: str, index) -> list[Problem]:
             elif not any(fmt in ENGINES[n].formats for n in engine_names if n in ENGINES):
                 add(("models", i, "formats", j), f"no engine in this MATRIX reads format {fmt!r}",
                     "; ".join(f"{n}: {', '.join(sorted(ENGINES[n].formats))}" for n in engine_names if n in ENGINES))
+    if "baseline" in data:
+        engine, _, fmt = data["baseline"].partition("/")
+        if engine not in engine_names:
+            add(("baseline",), f"baseline engine {engine!r} is not an engine of this MATRIX", ", ".join(engine_names))
+        elif fmt and not any(fmt in m["formats"] for m in data["models"]):
+            add(("baseline",), f"baseline format {fmt!r} is not a format of this MATRIX",
+                ", ".join(dict.fromkeys(f for m in data["models"] for f in m["formats"])))
     repetitions = data.get("repetitions")
     if isinstance(repetitions, dict) and repetitions["min"] > repetitions["max"]:
         add(("repetitions", "min"), f"repetitions.min {repetitions['min']} is above repetitions.max "
@@ -331,6 +339,7 @@ def _build(data: dict, source: str, text: str) -> Matrix:
         rounds=data.get("rounds", 1),
         seed=data.get("seed"),
         platform=data.get("platform"),
+        baseline=data.get("baseline"),
         placement=Placement(placement.get("policy", "reserve-one"), placement.get("cpus")),
         memory_limit=str(data.get("memory_limit", DEFAULTS["memory_limit"])),
         timeout_s=float(data.get("timeout_s", DEFAULTS["timeout_s"])),

@@ -191,6 +191,7 @@ def cell_rows(record: Record, frequency: Mapping) -> tuple[dict, list[dict]]:
     for metric in REPETITION_METRICS:
         row.update(zip(_STAT_NAMES[metric], describe.summary([r[metric] for r in mine]).values()))
     row.update(certainty.columns([r["gen_tps"] for r in mine]))  # CV and interval of the median
+    row["itl_percentile_method"] = describe.PERCENTILE_METHOD
     row.update(sampling.columns(record))
     peak, cpu = record.outside.peak_memory_bytes, record.outside.cpu_seconds
     cell_values = {"peak_memory_mib": peak / 2**20 if peak is not None else NAN,
@@ -204,7 +205,7 @@ def cell_rows(record: Record, frequency: Mapping) -> tuple[dict, list[dict]]:
     row["threads_used"] = record.threads_used
     measured = record.sampling.frequency  # sampled on the CELL's CPUs while it ran
     row.update(normalise(row["gen_tps_median"], record.cell.threads,
-                         measured if measured and measured.get("ghz") else frequency))
+                         measured if measured and measured.get("ghz") else frequency, record.threads_used))
     row["engine_options"] = json.dumps(record.cell.engine_options, sort_keys=True)
     if record.cell.workload.kind == "perplexity":
         row.update({k: v for k, v in scores.cell_columns(record).items() if k not in PERPLEXITY_AGREEMENT})
@@ -214,17 +215,42 @@ def cell_rows(record: Record, frequency: Mapping) -> tuple[dict, list[dict]]:
 
 
 
-def normalise(gen_tps: float, threads: int, frequency: Mapping) -> dict:
-    """Generation tokens/s per core, per GHz per core, and cycles per token (pure)."""
+def normalise(gen_tps: float, threads: int, frequency: Mapping, used: int | None = None) -> dict:
+    """Generation tokens/s per core, per GHz per core, and cycles per token (pure).
+
+    Per core divides by the threads the engine was seen to use (``used``) where that is known and differs from the
+    threads requested, else by the threads requested; ``per_core_threads`` is the divisor and ``per_core_basis``
+    says which. Per GHz divides by ``frequency`` (the CELL's own: sampled on its CPUs while it ran, else the
+    host's), named in ``frequency_ghz``, ``frequency_from`` and ``frequency_source``.
+    """
     ghz = frequency.get("ghz")
-    per_core = gen_tps / threads if gen_tps == gen_tps else NAN
-    out = {"gen_tps_per_core": per_core, "frequency_ghz": ghz,
-           "frequency_source": frequency.get("source") or f"unknown: {frequency.get('reason', 'not read')}"}
+    divisor, basis = per_core_divisor(threads, used)
+    per_core = gen_tps / divisor if gen_tps == gen_tps else NAN
+    source = frequency.get("source")
+    out = {"gen_tps_per_core": per_core, "per_core_threads": divisor, "per_core_basis": basis, "frequency_ghz": ghz,
+           "frequency_from": frequency_from(ghz, source),
+           "frequency_source": source or f"unknown: {frequency.get('reason', 'not read')}"}
     if ghz:
         out["gen_tps_per_ghz_per_core"] = per_core / ghz
-        # Cycles the cell's cores spent per generated token: cores x Hz / (tokens/s).
-        out["cycles_per_token"] = threads * ghz * 1e9 / gen_tps if gen_tps == gen_tps and gen_tps > 0 else NAN
+        # Cycles the engine's cores spent per generated token: cores x Hz / (tokens/s).
+        out["cycles_per_token"] = divisor * ghz * 1e9 / gen_tps if gen_tps == gen_tps and gen_tps > 0 else NAN
     else:
         out["gen_tps_per_ghz_per_core"] = NAN
         out["cycles_per_token"] = NAN
     return out
+
+
+def per_core_divisor(threads: int, used: int | None) -> tuple[int, str]:
+    """(divisor, why) of the per-core figures: the threads used where known and different, else those requested."""
+    if used is not None and 1 <= used != threads:
+        return used, f"threads used ({used} of {threads} requested)"
+    return threads, "threads requested (= used)" if used == threads else "threads requested (threads used unknown)"
+
+
+def frequency_from(ghz: float | None, source: str | None) -> str:
+    """Where a CELL's frequency came from, in a word: sampled (on its CPUs while it ran), advertised (the host's,
+    nothing sampled during the CELL), host (run.json's snapshot: a record without its own) or unknown."""
+    if not ghz:
+        return "unknown"
+    text = source or ""
+    return "sampled" if text.startswith("sampled") else "advertised" if text.startswith("advertised") else "host"

@@ -10,7 +10,7 @@ from orchestrator.merge.scores import MAX_RELATIVE
 from orchestrator.report import csvtext, quality
 from orchestrator.report.mdtable import pipe_table
 from orchestrator.results.runreader import RunDocument
-from orchestrator.stats import certainty
+from orchestrator.stats import certainty, describe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,7 +24,8 @@ SUMMARY_COLUMNS = {
     "gen_tps_ci_high": "gen CI high", "noise_flags": "noise", "ttft_ms_median": "TTFT ms", "itl_p50_ms_median": "ITL p50 ms",
     "itl_p95_ms_median": "ITL p95 ms", "itl_p99_ms_median": "ITL p99 ms", "peak_memory_mib_median": "cgroup peak MiB",
     "peak_rss_mib": "peak RSS MiB",
-    "cpu_seconds_median": "CPU s", "gen_tps_per_core": "gen tok/s/core",
+    "cpu_seconds_median": "CPU s", "gen_tps_per_core": "gen tok/s/core", "per_core_threads": "per-core threads",
+    "frequency_ghz": "GHz", "frequency_from": "GHz from",
     "gen_tps_per_ghz_per_core": "gen tok/s/GHz/core", "cycles_per_token": "cycles/token",
     "perplexity": "PPL", "ppl_scored_tokens": "PPL ids", "ppl_tps_median": "PPL ids/s",
 }
@@ -100,6 +101,20 @@ def ppl_text(row) -> str:
 EXPORTERS = {"csv": to_csv, "md": to_markdown, "json": to_json}
 
 
+def normalisation_lines(host_frequency) -> list[str]:
+    """What the per-core and per-GHz columns divide by: each row its own frequency and threads (the header names
+    no frequency the rows did not use)."""
+    host = (f"{host_frequency['ghz']} GHz ({host_frequency.get('source')})" if host_frequency.get("ghz")
+            else f"unknown ({host_frequency.get('reason')})")
+    return ["- per GHz: each row divides by its own frequency, shown in `GHz` with `GHz from`: sampled (on the CELL's "
+            "CPUs while it ran), advertised (nothing sampled during the CELL: the host's), host (run.json's snapshot, "
+            "for records without their own) or unknown (per-GHz columns empty); the full source is `frequency_source` "
+            f"in the CSV and JSON. The host's own frequency at the start of the RUN: {host}",
+            "- per core: divided by `per-core threads`, the threads the engine was seen to use where that differs "
+            "from the threads requested, else the threads requested (`per_core_basis` in the CSV and JSON says which); "
+            "cycles/token = per-core threads x GHz / gen tok/s"]
+
+
 def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = None) -> str:
     """The Markdown TABLE with a header saying what, where and how it was measured."""
     view = RunDocument(run)  # run.json as read and validated (recordfiles.read_run_file)
@@ -110,10 +125,11 @@ def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = N
         f"- MATRIX: `{view.matrix_path}`; status: {view.status}; started {view.started_at}",
         f"- host: {host.get('cpu', {}).get('brand')} ({host.get('cpu', {}).get('logical_cpus')} logical CPUs), "
         f"fingerprint {host['fingerprint']}, Docker {host['docker'].get('version')}, cgroup v{host['cgroup_version']}",
-        "- frequency for per-GHz figures: " + (f"{freq['ghz']} GHz ({freq['source']})" if freq.get("ghz")
-                                               else f"unknown ({freq.get('reason')}): per-GHz columns are empty"),
+        *normalisation_lines(freq),
         "- rates: prompt tok/s = prompt tokens / prefill time; gen tok/s = (generated - 1) / decode time; "
         "medians over repetitions; peak MiB and CPU s are read from the cell's cgroup outside the container",
+        f"- ITL p50/p95/p99: percentiles of each repetition's inter-token latencies by {describe.PERCENTILE_METHOD}; "
+        "the TABLE shows their median over the repetitions",
         "",
         to_markdown(table),
     ]

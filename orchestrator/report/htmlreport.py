@@ -14,18 +14,23 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+from orchestrator.merge import standings
 from orchestrator.models import catalogue
-from orchestrator.report import charts
+from orchestrator.report import charts, summaryhtml, tradeoff
 from orchestrator.report.exporters import SUMMARY_COLUMNS, agree_text, ppl_text
 from orchestrator.results.reader import as_records
-from orchestrator.stats import certainty
+from orchestrator.stats import certainty, describe
 
 if TYPE_CHECKING:
     import pandas as pd
 
 TABLE_NOTE = ("Click a column heading to sort. Rates are medians over the timed repetitions; `gen sd` is their "
               "standard deviation and `n` their number. Peak MiB and CPU s are read from the CELL's cgroup outside "
-              "the container. CSV and JSON in tables/ carry every column.")
+              "the container. ITL p50/p95/p99: percentiles of each repetition's inter-token latencies by "
+              f"{describe.PERCENTILE_METHOD}, then their median over the repetitions. Per core: divided by `per-core "
+              "threads` (the threads the engine was seen to use where they differ from those requested). Per GHz: "
+              "each row by its own frequency, `GHz`, from where `GHz from` says (sampled on the CELL's CPUs while it "
+              "ran, advertised, or the host's snapshot). CSV and JSON in tables/ carry every column.")
 
 
 def plotly_js() -> tuple[str, str]:
@@ -80,7 +85,7 @@ def warnings(run: dict, records: list[dict], rows: list[dict]) -> list[str]:
         found.append(f"The RUN is {run.get('status')}" + (f": {run['error']}" if run.get("error") else "")
                      + "; CELLs that did not run are missing from the TABLE.")
     freq = host.get("frequency", {})
-    if not freq.get("ghz"):
+    if not freq.get("ghz") and not any(r.get("frequency_ghz") for r in rows):
         found.append(f"CPU frequency unknown ({freq.get('reason')}): per-GHz columns are empty.")
     if host.get("governor") not in (None, "performance"):
         found.append(f"CPU frequency governor is '{host['governor']}': set 'performance' for steadier numbers.")
@@ -133,8 +138,8 @@ def environment(run: dict) -> list[tuple[str, str]]:
         ("CPUs", f"{cpu.get('logical_cpus')} logical, {cpu.get('physical_cores')} physical cores, "
                  f"{cpu.get('numa_nodes')} NUMA node(s); usable {cpu.get('usable_cpus')}"),
         ("caches", f"L2 {cpu.get('l2_cache_size')}, L3 {cpu.get('l3_cache_size')}"),
-        ("frequency", f"{freq['ghz']} GHz, source: {freq.get('source')}" if freq.get("ghz")
-         else f"unknown: {freq.get('reason')}"),
+        ("host frequency (RUN start; each CELL's own is in the TABLE)",
+         f"{freq['ghz']} GHz, source: {freq.get('source')}" if freq.get("ghz") else f"unknown: {freq.get('reason')}"),
         ("SMT active", _fmt(host.get("smt_active"))), ("governor", _fmt(host.get("governor"))),
         ("boost", _fmt(host.get("boost"))),
         ("memory", f"{host['memory_total_bytes'] / 2**30:.1f} GiB" if host.get("memory_total_bytes") else "-"),
@@ -215,12 +220,15 @@ class _Row:
         self.__dict__.update(row)
 
 
-def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | None = None) -> str:
-    """The whole report.html of a RUN as text; ``broken`` records (results.Broken) are named in the warnings."""
+def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | None = None,
+         summary: standings.Summary | None = None) -> str:
+    """The whole report.html of a RUN as text; ``broken`` records (results.Broken) are named in the warnings; the
+    ``summary`` (report/summaries.py) heads the page."""
     rows = _rows(table)
-    figures = (charts.speed_figures(rows) + charts.latency_figure(rows, records)
-               + charts.scaling_figures(rows, parameters(run)) + charts.agreement_figure(rows)
-               + charts.perplexity_figure(rows))
+    figures = (ordered(charts.speed_figures(rows), tradeoff.memory_figure(rows),
+                       tradeoff.speed_quality_figures(summary) if summary else [])
+               + charts.latency_figure(rows, records) + charts.scaling_figures(rows, parameters(run))
+               + charts.agreement_figure(rows) + charts.perplexity_figure(rows))
     ok = sum(1 for r in rows if r["status"] == "ok")
     host = run.get("host", {})
     shown = [r for r in rows if r["status"] == "ok"]
@@ -236,14 +244,21 @@ def page(run: dict, records: list[dict], table: pd.DataFrame, broken: list | Non
     return document(f"RUN {run.get('run_id')}", what, figures, warning_list, f'<table class="env">{env}</table>',
                     _table(rows), capped,
                     f"Written by orchestrate {_e(run.get('orchestrator', {}).get('version'))} from the RUN's stored "
-                    "records;")
+                    "records;", summary_html=summaryhtml.section(summary) if summary else "")
+
+
+def ordered(speed: list, memory: list, quality: list) -> list:
+    """Decode speed with peak memory beside it, then speed against quality, then prefill and TTFT."""
+    return speed[:1] + memory + quality + speed[1:]
 
 
 def document(title: str, what: str, figures: list, warning_list: list[str], environment_html: str, table_html: str,
-             capped: str = "", written_by: str = "Written by orchestrate;", table_note: str = TABLE_NOTE) -> str:
-    """A whole self-contained page: heading, charts, warnings, environment and the sortable TABLE (id "cells").
+             capped: str = "", written_by: str = "Written by orchestrate;", table_note: str = TABLE_NOTE,
+             summary_html: str = "") -> str:
+    """A whole self-contained page: heading, the summary (when given), charts, warnings, environment and the
+    sortable TABLE (id "cells").
 
-    ``what`` and the two ``*_html`` arguments are HTML already escaped by the caller.
+    ``what`` and the ``*_html`` arguments are HTML already escaped by the caller.
     """
     script, version = plotly_js()
     sections = "".join(
@@ -254,12 +269,14 @@ def document(title: str, what: str, figures: list, warning_list: list[str], envi
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)}: orchestrate report</title>
-<style>{STYLE}</style>
+<style>{STYLE}{summaryhtml.STYLE}</style>
 </head><body>
 <h1>{_e(title)}</h1>
 <p class="what">{what}</p>
-<nav><a href="#charts">charts</a> · <a href="#warnings">warnings ({len(warning_list)})</a> ·
-<a href="#environment">environment</a> · <a href="#table">TABLE</a></nav>
+<nav>{'<a href="#summary-heading">summary</a> · ' if summary_html else ""}<a href="#charts">charts</a> ·
+<a href="#warnings">warnings ({len(warning_list)})</a> · <a href="#environment">environment</a> ·
+<a href="#table">TABLE</a></nav>
+{'<h2 id="summary-heading">Summary</h2>' + summary_html if summary_html else ""}
 <h2 id="charts">Charts</h2>{capped}
 <div class="figures">{sections or "<p>No CELL finished ok: nothing to chart.</p>"}</div>
 <h2 id="warnings">Warnings</h2>

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from orchestrator.errors import UsageError
 from orchestrator.files import writing
+from orchestrator.merge import scaling, standings
 from orchestrator.merge.machines import SIDE_BY_SIDE, Merged, side_by_side
-from orchestrator.report import exporters, views
+from orchestrator.report import document, exporters, htmlreport, summaries, summarymd, views
+from orchestrator.results.runreader import RunDocument
 
 
 def markdown_page(merged: Merged) -> str:
@@ -23,12 +25,14 @@ def markdown_page(merged: Merged) -> str:
             f"RUN {f['run_id']}" + (f" shard {f['shard']}" if f["shard"] else "")
             + (f" on runner {f['ci_runner']}" if f["ci_runner"] else "")
             + f" ({f['logical_cpus']} logical CPUs, "
-            + (f"{f['frequency_ghz']} GHz from {f['frequency_source']}" if f["frequency_ghz"] else "frequency unknown")
+            + (f"host frequency {f['frequency_ghz']} GHz from {f['frequency_source']}" if f["frequency_ghz"]
+               else "host frequency unknown")
             + f", cgroup v{f['cgroup_version']}, Docker {f['docker_version']}, fingerprint {f['host_fingerprint']})"
             for f in facts))
     lines += ["", "Each machine is an architecture and CPU model (and the runner labels its CI job asked for, in "
-              "brackets); every row keeps its own RUN's frequency and host facts. Agreement is computed within each "
-              "machine.", ""]
+              "brackets); every row keeps its own RUN's host facts, and its per-GHz figures divide by its own "
+              "frequency (`GHz`, `GHz from`: sampled on the CELL's CPUs while it ran where the host allows), not by "
+              "the host frequency above. Agreement is computed within each machine.", ""]
     if merged.mixed:
         lines += ["## Warning: the RUNs measured with different settings (merged with --allow-mixed-settings)", "",
                   *[f"- {line}" for line in merged.mixed],
@@ -50,9 +54,27 @@ def markdown_page(merged: Merged) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write(merged: Merged, out: Path) -> dict[str, Path]:
-    """Write frames.json, tables/cells.* and repetitions.* (as for a single RUN) and report.html under ``out``."""
+def summary_of(merged: Merged, baseline: str | None = None) -> standings.Summary:
+    """The merge's summary: every machine's groups, against ``baseline`` or the first MATRIX's that names one."""
+    return summaries.summarise(merged.cells, merged.repetitions, baseline,
+                               [RunDocument.read(run).matrix_text for run in merged.runs])
+
+
+def report_document(merged: Merged, summary: standings.Summary) -> str:
+    """report.md of a merge: the same sections as a RUN's, per machine."""
+    sizes: dict[str, int] = {}
+    for run in merged.runs:
+        sizes.update(htmlreport.parameters(run))
+    title = f"Report of {sum(len(v) for v in merged.machines.values())} merged RUN(s) on {len(merged.machines)} machine(s)"
+    return document.report(title, summary.rows, list(merged.runs), summary,
+                           scaling.scalings(summary.rows, summary.samples, summary), sizes)
+
+
+def write(merged: Merged, out: Path, baseline: str | None = None) -> dict[str, Path]:
+    """Write frames.json, tables/cells.*, repetitions.* and summary.md (as for a single RUN), report.md and
+    report.html under ``out``; ``baseline`` overrides the MATRIX's for the summary."""
     out = Path(out)
+    summary = summary_of(merged, baseline)  # an unknown --baseline is refused before anything is written
     if os.path.lexists(out) and (out.is_symlink() or not out.is_dir()):
         raise UsageError(f"{out} exists and is not a folder; merge into a new folder")
     if out.is_dir() and any(out.iterdir()):
@@ -67,7 +89,12 @@ def write(merged: Merged, out: Path) -> dict[str, Path]:
             path = tables / f"{name}.{fmt}"
             writing.write_text(path, markdown_page(merged) if (name, fmt) == ("cells", "md") else exporter(frame), out)
             written[f"{name}.{fmt}"] = path
-    writing.write_text(out / "report.html", views.merged_page(merged), out)
+    title = f"Summary of {sum(len(v) for v in merged.machines.values())} merged RUN(s)"
+    writing.write_text(tables / "summary.md", summarymd.markdown(summary, title), out)
+    written["summary.md"] = tables / "summary.md"
+    writing.write_text(out / "report.md", report_document(merged, summary), out)
+    written["report.md"] = out / "report.md"
+    writing.write_text(out / "report.html", views.merged_page(merged, summary), out)
     written["report.html"] = out / "report.html"
     return written
 

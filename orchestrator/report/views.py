@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from orchestrator.report import charts, htmlreport
+from orchestrator.report import charts, htmlreport, summaryhtml, tradeoff
 from orchestrator.report.htmlreport import _e
 
 if TYPE_CHECKING:
     from orchestrator.merge.machines import Merged
+    from orchestrator.merge.standings import Summary
 
 
-
-
-def merged_page(merged: Merged) -> str:
+def merged_page(merged: Merged, summary: Summary | None = None) -> str:
     """The merged TABLE as a page: charts with one bar per CELL and machine, each RUN's environment, the TABLE."""
     rows = htmlreport._rows(merged.cells)
     many = len(merged.machines) > 1
@@ -22,7 +21,9 @@ def merged_page(merged: Merged) -> str:
     sizes: dict[str, int] = {}
     for run in merged.runs:
         sizes.update(htmlreport.parameters(run))
-    figures = charts.speed_figures(charted) + charts.scaling_figures(charted, sizes) + charts.agreement_figure(charted)
+    figures = (htmlreport.ordered(charts.speed_figures(charted), tradeoff.memory_figure(charted),
+                                  tradeoff.speed_quality_figures(summary) if summary else [])
+               + charts.scaling_figures(charted, sizes) + charts.agreement_figure(charted))
     ok = [r for r in rows if r["status"] == "ok"]
     capped = (f"<p class='note'>Charts show the first {charts.MAX_CELLS} of {len(ok)} ok rows; the TABLE has every "
               "row.</p>") if len(ok) > charts.MAX_CELLS else ""
@@ -43,4 +44,5 @@ def merged_page(merged: Merged) -> str:
               "distributions are in each RUN's own report.html.")
     return htmlreport.document("Merged RUNs", what, figures, warning_list, f'<table class="env">{"".join(env)}</table>',
                                htmlreport._table(rows, ["machine"]), capped,
-                               "Written by orchestrate merge from the RUNs' stored records;")
+                               "Written by orchestrate merge from the RUNs' stored records;",
+                               summary_html=summaryhtml.section(summary) if summary else "")

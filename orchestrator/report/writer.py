@@ -7,15 +7,17 @@ from functools import partial
 from pathlib import Path
 
 from orchestrator.files import writing
-from orchestrator.merge import frames
-from orchestrator.report import charts, fanout, htmlreport, quality
+from orchestrator.merge import frames, scaling, standings
+from orchestrator.report import charts, document, fanout, htmlreport, quality, summaries, summarymd
 from orchestrator.report.exporters import EXPORTERS, markdown_page
 from orchestrator.results.recordfiles import read_records, read_run_file, recorded_cells
 from orchestrator.results.runreader import RunDocument
 
 
-def write(run_dir: Path, broken: list | None = None) -> dict[str, Path]:
-    """(Re)generate every TABLE and report.html of a RUN from its stored, validated records.
+def write(run_dir: Path, broken: list | None = None, baseline: str | None = None) -> dict[str, Path]:
+    """(Re)generate every TABLE, summary.md, report.md and report.html of a RUN from its stored, validated records.
+
+    ``baseline`` (ENGINE or ENGINE/FORMAT) overrides the MATRIX's ``baseline:`` for the summary.
 
     With a ``broken`` list, records that cannot be read are listed there and left out of
     the TABLEs instead of stopping the report (results.read_records). Large RUNs are read
@@ -41,18 +43,20 @@ def write(run_dir: Path, broken: list | None = None) -> dict[str, Path]:
         found = ({cell_id: {"agreement": verdict} for cell_id, verdict in zip(table["cell_id"], table["agreement"])}
                  if "agreement" in table.columns else {})  # agreement.agreement's verdicts, already in the TABLE
         continuations = quality.reference_continuations(records, found)
+        summary = summaries.summarise(table, reps, baseline, [RunDocument.read(run).matrix_text])
         _JOB.update(run=run, records=records, table=table, reps=reps, continuations=continuations,
-                    broken=broken or [], run_dir=run_dir)
+                    broken=broken or [], run_dir=run_dir, summary=summary)
         try:
             names = fanout.run(_write_one, WRITTEN, fanout.workers(len(records)))
         finally:
             _JOB.clear()
-    return {name: (run_dir / "tables" / name if name != "report.html" else run_dir / name) for name in names}
+    return {name: (run_dir / name if name in AT_TOP else run_dir / "tables" / name) for name in names}
 
 
 # The files write() makes, the slowest first (so that workers share them evenly).
 WRITTEN = ["cells.md", "repetitions.md", "report.html", "cells.csv", "repetitions.csv", "cells.json",
-           "repetitions.json"]
+           "repetitions.json", "report.md", "summary.md"]
+AT_TOP = ("report.html", "report.md")  # in the RUN folder; the others in tables/
 
 
 _JOB: dict = {}  # what _write_one reads: set by write() before its workers are forked
@@ -110,7 +114,13 @@ def _write_one(name: str) -> str:
 
     job = _JOB
     if name == "report.html":
-        text, path = htmlreport.page(job["run"], job["records"], job["table"], job["broken"]), job["run_dir"] / name
+        text, path = (htmlreport.page(job["run"], job["records"], job["table"], job["broken"], job["summary"]),
+                      job["run_dir"] / name)
+    elif name == "summary.md":
+        title = f"Summary of RUN {RunDocument.read(job['run']).run_id}"
+        text, path = summarymd.markdown(job["summary"], title), job["run_dir"] / "tables" / name
+    elif name == "report.md":
+        text, path = report_document(job["run"], job["summary"]), job["run_dir"] / name
     else:
         stem, fmt = name.split(".")
         frame = job["table"] if stem == "cells" else job["reps"]
@@ -118,3 +128,9 @@ def _write_one(name: str) -> str:
         path = job["run_dir"] / "tables" / name
     writing.write_text(path, text, job["run_dir"])
     return name
+
+
+def report_document(run: dict, summary: standings.Summary) -> str:
+    """report.md of one RUN, from its summary (which holds the TABLE's rows and repetitions)."""
+    return document.report(f"Report of RUN {RunDocument.read(run).run_id}", summary.rows, [run], summary,
+                           scaling.scalings(summary.rows, summary.samples, summary), htmlreport.parameters(run))

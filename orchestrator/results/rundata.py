@@ -34,6 +34,8 @@ class Repetition:
     # A perplexity evaluation (docs/contract.md): its time and scored ids; the generation fields are 0 then.
     time_s: float = math.nan
     scored_tokens: int = 0
+    round: int | None = None  # the ROUND of its BATCH, where the record says
+
 
     @property
     def ppl_tps(self) -> float:
@@ -58,11 +60,11 @@ class Repetition:
         return describe.percentile(sorted(s * 1000 for s in self.inter_token_latencies_s), 50)
 
     @classmethod
-    def from_view(cls, rep: recordparts.Repetition) -> Repetition:
+    def from_view(cls, rep: recordparts.Repetition, in_round: int | None = None) -> Repetition:
         if rep.is_evaluation:  # a perplexity evaluation
-            return cls(rep.index, 0, 0, 0.0, 0.0, 0.0, (), rep.time_s, rep.scored_tokens)
+            return cls(rep.index, 0, 0, 0.0, 0.0, 0.0, (), rep.time_s, rep.scored_tokens, in_round)
         return cls(rep.index, rep.prompt_tokens, rep.generated_tokens, rep.prefill_s, rep.decode_s, rep.ttft_s,
-                   tuple(rep.inter_token_latencies_s))
+                   tuple(rep.inter_token_latencies_s), round=in_round)
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,23 @@ class CellRun:
         values = (getattr(rep, metric) for rep in self.repetitions)
         return tuple(v for v in values if 0 < v < math.inf)
 
+    def by_round(self, metric: str) -> dict[int, list[float]]:
+        """The metric's samples grouped by the ROUND they were measured in (empty when no round is recorded)."""
+        found: dict[int, list[float]] = {}
+        for rep in self.repetitions:
+            value = getattr(rep, metric)
+            if rep.round is not None and 0 < value < math.inf:
+                found.setdefault(rep.round, []).append(value)
+        return found
+
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> CellRun:
         record = reader.Record.read(doc)
         result = record.ok_result
-        reps = tuple(Repetition.from_view(r) for r in result.repetitions) if result is not None else ()
+        rounds = {b.number: b.round for b in record.sampling.batches}
+        owner = record.sampling.repetition_batch  # repetition index -> its batch
+        reps = tuple(Repetition.from_view(r, rounds.get(owner[r.index]) if 0 <= r.index < len(owner) else None)
+                     for r in result.repetitions) if result is not None else ()
         cell = record.cell
         return cls(record.cell_id, cell.engine, dict(cell.engine_options), cell.model, cell.format, cell.threads,
                    cell.workload.name, record.status, record.reason, record.cpus, record.host_core_reserved,

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 
 NAN = float("nan")
+# How ``percentile`` places a percentile between order statistics, as the reports name it.
+PERCENTILE_METHOD = ("linear interpolation between the two nearest order statistics at rank (n - 1) x q "
+                     "(numpy's default 'linear', Hyndman and Fan's type 7)")
 _BLOCK = 128  # numpy's PW_BLOCKSIZE
 
 

@@ -1,5 +1,7 @@
 """Made-up CELL records for tests of the pure parts (merge, report)."""
 
+import math
+
 
 def repetition(index, decode_s, prefill_s=0.01, gen=5, prompt=4, itl=None):
     itl = itl if itl is not None else [decode_s / (gen - 1)] * (gen - 1)
@@ -43,3 +45,42 @@ def record(cell_id="c-000000000001", status="ok", threads=1, fmt="gguf-f32", dec
                     "basis": "per-thread CPU" if result else "none", "rule": "test"},
         "result": result, "log_tail": "",
     }
+
+
+def with_rounds(rec, rounds, frequency=None, flags=()):
+    """``rec`` with a sampling block: repetition i ran in round ``rounds[i]`` (one BATCH per round), at
+    ``frequency`` ({ghz, source}) when given, with noise ``flags``."""
+    batch_of = {r: i + 1 for i, r in enumerate(dict.fromkeys(rounds))}
+    freq = frequency or {"ghz": None, "source": None, "samples": 0, "reason": "test"}
+    rec["sampling"] = {
+        "method": "test", "min": len(rounds), "max": len(rounds), "cv_target": None, "rounds": len(batch_of),
+        "complete": True, "stopped": "fixed repetitions",
+        "batches": [{"batch": b, "round": r, "position": b, "session": 1, "repetitions": rounds.count(r),
+                     "noise": {"flags": list(flags)}, "frequency": freq} for r, b in batch_of.items()],
+        "repetition_batch": [batch_of[r] for r in rounds], "noise_flags": sorted(flags), "frequency": freq}
+    return rec
+
+
+def rated(cell_id, engine="llama.cpp", fmt="gguf-f32", rates=(100.0,), threads=1, prefill=None, model="tinystories-15m"):
+    """An ok generation CELL whose repetitions decode at exactly ``rates`` tok/s (4 tokens after the first), with
+    prefill times ``prefill`` (seconds, one per repetition; default 0.01 each)."""
+    rec = record(cell_id, threads=threads, fmt=fmt, engine=engine, decode=[4 / r for r in rates])
+    prefill = prefill or [0.01] * len(rates)
+    rec["result"]["repetitions"] = [repetition(i, 4 / r, prefill_s=p) for i, (r, p) in enumerate(zip(rates, prefill))]
+    rec["cell"]["model"] = rec["provenance"]["model"]["id"] = model
+    return rec
+
+
+def perplexity_record(cell_id, engine="llama.cpp", fmt="gguf-f32", value=20.0, threads=1, model="tinystories-15m"):
+    """An ok perplexity CELL (workload 'ppl') whose perplexity is ``value``."""
+    rec = record(cell_id=cell_id, engine=engine, fmt=fmt, threads=threads)
+    rec["cell"]["model"] = rec["provenance"]["model"]["id"] = model
+    rec["cell"]["workload"] = {"name": "ppl", "kind": "perplexity", "text": "kjv-genesis-1", "context": 8, "stride": 4}
+    nll = math.log(value)
+    result = rec["result"]
+    del result["prompt_token_ids"]
+    result["perplexity"] = {"text": "kjv-genesis-1", "ids_sha256": "a" * 64, "tokens": 10, "context": 8, "stride": 4,
+                            "windows": 2, "scored_tokens": 9, "mean_nll": nll, "perplexity": value}
+    result["repetitions"] = [{"index": i, "time_s": t, "windows": 2, "scored_tokens": 9, "mean_nll": nll}
+                             for i, t in enumerate((0.5, 0.3, 0.4))]
+    return rec

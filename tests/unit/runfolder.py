@@ -3,13 +3,14 @@
 import json
 from pathlib import Path
 
-from tests.unit.records import record
+from tests.unit.records import perplexity_record, record
 
 RUN_ID = "20260101T000000Z-abcdef"
 
 
-def made_up_records() -> list[dict]:
-    """Two models x two formats x two thread counts, one OOM CELL and one CELL that disagrees."""
+def made_up_records(quality: bool = False) -> list[dict]:
+    """Two models x two formats x two thread counts, one OOM CELL and one CELL that disagrees; with ``quality``
+    also a perplexity CELL per model x engine x format (1 thread), for the speed-against-quality chart."""
     records = []
     number = 0
     for model, scale in (("tinystories-15m", 1.0), ("tinystories-42m", 2.6)):
@@ -30,6 +31,13 @@ def made_up_records() -> list[dict]:
     oom["run_id"] = RUN_ID
     oom["cell"]["workload"]["name"] = "w-long"
     records.append(oom)
+    for model, base in (("tinystories-15m", 20.0), ("tinystories-42m", 12.0)) if quality else ():
+        for engine, fmt, loss in (("llama.cpp", "gguf-f32", 0.0), ("llama.cpp", "gguf-q8_0", 0.03),
+                                  ("transformers", "safetensors", 0.001)):
+            number += 1
+            rec = perplexity_record(f"c-{number:012x}", engine, fmt, base * (1 + loss), model=model)
+            rec["run_id"] = RUN_ID
+            records.append(rec)
     return records
 
 

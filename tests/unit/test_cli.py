@@ -59,3 +59,16 @@ def test_every_command_has_help(command, capsys):
     assert caught.value.code == 0
     text = capsys.readouterr().out
     assert "exit codes:" in text and len(text) > 300
+
+
+def test_report_baseline_option_and_an_unknown_baseline(tmp_path):
+    from tests.unit.runfolder import write_run
+
+    run_dir = write_run(tmp_path)
+    done = orchestrate("report", str(run_dir), "--baseline", "transformers")
+    assert done.returncode == 0, done.stderr
+    summary = (run_dir / "tables" / "summary.md").read_text()
+    assert "Baseline: **transformers** (chosen with --baseline)" in summary and (run_dir / "report.md").is_file()
+    done = orchestrate("report", str(run_dir), "--baseline", "vllm")
+    assert done.returncode == 2 and "--baseline vllm: no CELL of engine 'vllm'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -104,7 +104,8 @@ def test_merge_command_writes_the_same_tables_as_a_run(tmp_path):
     assert done.returncode == 0, done.stderr
     tables = tmp_path / "merged" / "tables"
     assert {p.name for p in tables.iterdir()} == {f"{n}.{f}" for n in ("cells", "repetitions") for f in ("md", "csv",
-                                                                                                       "json")}
+                                                                                                       "json")} | {
+        "summary.md"}
     rows = json.loads((tables / "cells.json").read_text())
     assert [r["cell_id"] for r in rows] == IDS and rows[3]["status"] == "oom" and rows[3]["gen_tps_median"] is None
     page = (tmp_path / "merged" / "report.html").read_text()  # the merged RUNs' page, as a RUN's report.html

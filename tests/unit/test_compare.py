@@ -7,6 +7,7 @@ import pytest
 
 from orchestrator.compare import comparereport, ratios
 from orchestrator.errors import UsageError
+from orchestrator.stats import ratio as stat
 from tests.unit import runs
 
 A = (10.0, 11.0, 12.0, 13.0, 14.0)
@@ -36,11 +37,11 @@ def test_interval_with_three_samples_is_the_widest_with_its_real_coverage():
 
 
 def test_exact_bounds_match_published_tables_and_the_normal_approximation_takes_over():
-    assert ratios._rank_bound(10, 10, 0.95)[0] == 24  # critical U 23 for 10 x 10 at 5%, two-sided
-    assert ratios._rank_bound(20, 20, 0.95)[0] == 128  # critical U 127
-    exact, coverage = ratios._rank_bound(50, 50, 0.95)  # m*n = 2500: still counted exactly
-    assert ratios._normal_bound(50, 50, 0.95) == exact and coverage >= 0.95
-    assert ratios._rank_bound(51, 50, 0.95) == (ratios._normal_bound(51, 50, 0.95), 0.95)
+    assert stat.rank_bound(10, 10, 0.95)[0] == 24  # critical U 23 for 10 x 10 at 5%, two-sided
+    assert stat.rank_bound(20, 20, 0.95)[0] == 128  # critical U 127
+    exact, coverage = stat.rank_bound(50, 50, 0.95)  # m*n = 2500: still counted exactly
+    assert stat.normal_bound(50, 50, 0.95) == exact and coverage >= 0.95
+    assert stat.rank_bound(51, 50, 0.95) == (stat.normal_bound(51, 50, 0.95), 0.95)
 
 
 def test_hodges_lehmann_of_a_pure_scale_change_is_that_scale():
@@ -111,7 +112,7 @@ def test_compare_page_draws_each_ratio_with_its_interval_and_verdict_colour():
     b = runs.typed(runs.run_doc(ids, run_id="20260101T000001Z-abcdef"),
                    [runs.cell_record(ids[0], speed=1.8), runs.cell_record(ids[1])])
     compared = ratios.compare(a, b)
-    page = comparepage.compare_page(a, b, compared, ratios.NOISE)
+    page = comparepage.compare_page(a, b, compared, ratios.thresholds(a, b))
     data = json.loads(page.split('<script id="figures" type="application/json">')[1].split("</script>")[0])
     decode = next(f for f in data if f["id"] == "chart-ratio-gen_tps")["data"][0]
     assert decode["y"][0] == pytest.approx(1.8) and decode["y"][1] == pytest.approx(1.0)
@@ -177,10 +178,10 @@ def test_outputs_carry_verdicts_and_the_environment_side_by_side():
     a = runs.typed(runs.run_doc(ids), [runs.cell_record(ids[0])])
     b = runs.typed(runs.run_doc(ids), [runs.cell_record(ids[0], speed=2)])
     compared = ratios.compare(a, b)
-    md = comparereport.to_markdown(a, b, compared, 0.05)
+    md = comparereport.to_markdown(a, b, compared, ratios.thresholds(a, b, 0.05))
     assert "| llama.cpp tinystories-15m/gguf-f32 t1 w `c-000000000001` | 2.000 [" in md and "| faster |" in md
     assert "| CPU model | AMD EPYC 9B14 | AMD EPYC 9B14 |  |" in md
-    document = json.loads(comparereport.to_json(a, b, compared, 0.05))
+    document = json.loads(comparereport.to_json(a, b, compared, ratios.thresholds(a, b, 0.05)))
     assert {r["metric"]: r["verdict"] for r in document["cells"]}["gen_tps"] == "faster"
     assert "Mann-Whitney" in document["method"]
     csv_text = comparereport.to_csv(compared)
@@ -199,7 +200,7 @@ def test_cells_that_did_not_get_their_cpus_are_flagged():
     assert comparereport.warnings(a, a) == []
     (warning,) = comparereport.warnings(a, b)
     assert warning.startswith("B's CELLs got a median 20% of their CPUs")
-    assert "warning: B's CELLs" in comparereport.to_markdown(a, b, ratios.compare(a, b), 0.05)
+    assert "warning: B's CELLs" in comparereport.to_markdown(a, b, ratios.compare(a, b), ratios.thresholds(a, b))
 
 
 def test_a_generic_cpu_name_with_other_model_numbers_is_another_cpu():

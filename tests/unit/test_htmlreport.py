@@ -9,7 +9,7 @@ from orchestrator.merge import frames
 from orchestrator.report import charts, htmlreport, writer
 from tests.unit.runfolder import made_up_records, run_document, write_run
 
-FIGURES = ["chart-decode", "chart-prefill", "chart-ttft", "chart-itl", "chart-threads", "chart-size-speed",
+FIGURES = ["chart-decode", "chart-memory", "chart-prefill", "chart-ttft", "chart-itl", "chart-threads", "chart-size-speed",
            "chart-size-memory", "chart-agreement"]
 
 

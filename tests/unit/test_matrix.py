@@ -123,3 +123,16 @@ def test_unreadable_file(tmp_path):
                                            ("100", 100), ("3G", 3 * 1024**3)])
 def test_parse_size(text, expected):
     assert matrixfile.parse_size(text) == expected
+
+
+def test_a_baseline_names_an_engine_and_optionally_a_format_of_the_matrix(good_matrix):
+    assert matrixfile.parse(good_matrix, "m.yaml").baseline is None
+    assert matrixfile.parse(good_matrix + "baseline: llama.cpp\n", "m.yaml").baseline == "llama.cpp"
+    assert matrixfile.parse(good_matrix + "baseline: llama.cpp/gguf-q8_0\n", "m.yaml").baseline == "llama.cpp/gguf-q8_0"
+    (wrong,) = problems_of(good_matrix + "baseline: candle\n")
+    assert (wrong.path, wrong.line) == ("baseline", good_matrix.count("\n") + 1)
+    assert "baseline engine 'candle' is not an engine of this MATRIX" in wrong.message
+    (fmt,) = problems_of(good_matrix + "baseline: llama.cpp/gguf-q4_0\n")
+    assert "baseline format 'gguf-q4_0' is not a format of this MATRIX" in fmt.message
+    spaced = problems_of(good_matrix + "baseline: 'a b'\n")
+    assert any(p.path == "baseline" and "does not match" in p.message for p in spaced)
