@@ -157,8 +157,8 @@ def parser(handlers: Mapping[str, Callable]) -> argparse.ArgumentParser:
     c.add_argument("--ignore", action="append", default=[], metavar="COORD",
                    help="pair CELLs on their coordinates less these (threads, format, engine_options, "
                         "engine_options.NAME; comma-separated or repeated), e.g. to compare 1 thread with 2; "
-                        "'emulation' also compares CELLs that ran under emulation, which are otherwise not "
-                        "comparable")
+                        "'emulation' also compares CELLs that ran under emulation, and 'image' CELLs whose IMAGE "
+                        "was built from other content (another checkout), which are otherwise not comparable")
     _verdict_options(c)
 
     c = add("bundle", "pack a RUN into one file a colleague can reproduce",

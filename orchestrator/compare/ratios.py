@@ -44,6 +44,7 @@ METRICS = {"gen_tps": ("decode tok/s", True), "prompt_tps": ("prefill tok/s", Tr
 NOISE = noise_threshold.FIXED  # the fixed threshold, where no RUN has rounds to derive one from
 SAME, FASTER, SLOWER, MIXED, NOT_COMPARABLE = stat.SAME, stat.FASTER, stat.SLOWER, "mixed", "not comparable"
 EMULATION = "emulation"  # --ignore emulation: compare CELLs that ran under emulation too
+IMAGE = "image"  # --ignore image: compare CELLs whose IMAGE was built from other content (another checkout)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def join_key(cell: CellRun, ignore: tuple[str, ...]) -> str:
     options = dict(cell.engine_options)
     coords: dict[str, object] = {"engine": cell.engine, "engine_options": options, "model": cell.model,
                                  "format": cell.format, "threads": cell.threads, "workload": cell.workload}
-    for name in (n for n in ignore if n != EMULATION):
+    for name in (n for n in ignore if n not in (EMULATION, IMAGE)):
         head, _, option = name.partition(".")
         if head not in coords:
             raise UsageError(f"--ignore {name}: not a CELL coordinate ({', '.join(coords)}, engine_options.NAME)")
@@ -177,11 +178,12 @@ def reasons(a: Run, b: Run, ca: CellRun, cb: CellRun, ignore: tuple[str, ...] = 
                          f"(--ignore {EMULATION} compares it anyway)")
         if cell.status != "ok":
             found.append(f"status {cell.status} on {side}" + (f" ({cell.reason})" if cell.reason else ""))
-    checks: list[tuple[str, object, object]] = [("model sha256", ca.model_sha256, cb.model_sha256),
-              ("image content", ca.image_tag.rsplit(":", 1)[-1], cb.image_tag.rsplit(":", 1)[-1]),
-              ("engine version", ca.engine_version, cb.engine_version),
-              ("CPU model", cpu_model(a), cpu_model(b)),
-              ("CPU architecture", a.info.host.machine, b.info.host.machine)]
+    checks: list[tuple[str, object, object]] = [("model sha256", ca.model_sha256, cb.model_sha256)]
+    if IMAGE not in ignore:  # --ignore image: the same engine and model, built from another checkout
+        checks.append(("image content", ca.image_tag.rsplit(":", 1)[-1], cb.image_tag.rsplit(":", 1)[-1]))
+    checks += [("engine version", ca.engine_version, cb.engine_version),
+               ("CPU model", cpu_model(a), cpu_model(b)),
+               ("CPU architecture", a.info.host.machine, b.info.host.machine)]
     if not {"threads", "engine_options"} & set(ignore):
         checks.append(("CPU code path", cpu_path(ca), cpu_path(cb)))
     if "threads" not in ignore:

@@ -88,3 +88,13 @@ def test_a_foreign_platform_gets_target_build_arguments_and_the_hosts_own_none()
     assert imagebuild.target_args(Info("x86_64"), "linux/arm64") == {"TARGETPLATFORM": "linux/arm64",
                                                                     "TARGETARCH": "arm64"}
     assert imagebuild.target_args(Info("aarch64"), "linux/arm64") == {}
+
+
+def test_ignore_image_compares_cells_of_images_built_from_other_content():
+    ids = ["c-000000000001"]
+    a = runs.typed(runs.run_doc(ids), [runs.cell_record(ids[0], tag="orchestrate/llama.cpp:111111111111")])
+    b = runs.typed(runs.run_doc(ids), [runs.cell_record(ids[0], tag="orchestrate/llama.cpp:222222222222")])
+    (refused,) = ratios.compare(a, b)
+    assert refused.verdict == ratios.NOT_COMPARABLE and "image content" in refused.reasons[0]
+    (compared,) = ratios.compare(a, b, ignore=(ratios.IMAGE,))
+    assert compared.verdict != ratios.NOT_COMPARABLE
