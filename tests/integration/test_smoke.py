@@ -14,12 +14,12 @@ MATRIX = matrices.tiny(["llama.cpp", "testengine"], warmup=0, repetitions=1, mem
 def test_an_image_killed_by_sigill_is_stopped_before_its_cells(tmp_path, tinystories, monkeypatch, no_leftovers):
     real_ensure = imagebuild.ensure
 
-    def ensure(docker, name, logs_dir, progress=print, buildargs=None):
+    def ensure(docker, name, logs_dir, progress=print, buildargs=None, platform=None):
         if name == "testengine":  # this testengine IMAGE executes an illegal instruction as it starts
             buildargs = {**(buildargs or {}), "ON_START": "sigill"}
-        return real_ensure(docker, name, logs_dir, progress, buildargs)
+        return real_ensure(docker, name, logs_dir, progress, buildargs, platform)
 
-    monkeypatch.setattr(run_module.images, "ensure", ensure)
+    monkeypatch.setattr(run_module.imagebuild, "ensure", ensure)
     monkeypatch.setenv("ORCHESTRATE_SMOKE_CACHE", str(tmp_path / "smoke-cache"))
     lines = []
     run_dir = execute_run(matrixfile.parse(MATRIX, "smoke.yaml"), tmp_path / "results", lines.append)
