@@ -18,7 +18,7 @@ from orchestrator.execute import cellrun, ownership, resume, rounds, sampling, s
 from orchestrator.execute.progress import events_for
 from orchestrator.execute.record import CellSettings
 from orchestrator.files import writing
-from orchestrator.host import ci, cpuset, sysinfo
+from orchestrator.host import ci, cpuset, probes, sysinfo
 from orchestrator.host.dockerapi import Docker
 from orchestrator.images import imagebuild
 from orchestrator.matrix.matrixfile import Matrix
@@ -114,9 +114,14 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
             session["batches"].append(entry)
             owner.write_run(record)  # which batches ran in which session survives a kill -9
 
-        finals = rounds.run_cells(cells, policy, run_dir / "cells", session["session"], run_batch,
-                                  lambda c: cpuset.parse_cpulist(placements[c.cell_id].cpuset_cpus),
-                                  host["frequency"], progress, batch_done, session["rerun"])
+        def cpus_of(cell: planner.Cell) -> tuple[int, ...]:
+            return tuple(cpuset.parse_cpulist(placements[cell.cell_id].cpuset_cpus))
+
+        def probe(cell: planner.Cell) -> dict:  # the machine's own speed on the CELL's CPUs (host/probes.py)
+            return probes.measure(cpus_of(cell), prepared[(cell.model, cell.format)].size)
+
+        finals = rounds.run_cells(cells, policy, run_dir / "cells", session["session"], run_batch, cpus_of,
+                                  host["frequency"], progress, batch_done, session["rerun"], probe)
         counts = {status.value: 0 for status in CellStatus}
         for done in finals.values():
             counts[done["status"]] += 1

@@ -94,10 +94,14 @@ def rows(compared: tuple[CellComparison, ...]) -> list[dict]:
     """One row per CELL and metric (a CELL that is not comparable: one row with its reasons), for CSV/JSON."""
     out = []
     for cell in compared:
+        machine = dict(cell.machine)
         base = {"key": cell.key if cell.key.startswith("c-") else None, "cell": cell.label, "cell_a": cell.cell_a,
                 "cell_b": cell.cell_b, "cell_verdict": cell.verdict, "reasons": "; ".join(cell.reasons) or None}
+        probes = {"machine_compute_probe_ratio": machine.get("compute"),
+                  "machine_memory_probe_ratio": machine.get("memory"),
+                  "machine_moved": ", ".join(name for name, _ in cell.machine_moved) or None}
         if not cell.metrics:
-            out.append({**base, "metric": None})
+            out.append({**base, "metric": None, **probes})
         for m in cell.metrics:
             out.append({**base, "metric": m.metric, "median_a": _num(m.median_a), "median_b": _num(m.median_b),
                         "n_a": m.n_a, "n_b": m.n_b, "ratio": _num(m.ratio),
@@ -105,7 +109,7 @@ def rows(compared: tuple[CellComparison, ...]) -> list[dict]:
                         "ci_high": m.interval.high if m.interval else None,
                         "ci_coverage": m.interval.coverage if m.interval else None,
                         "noise_threshold": m.threshold.value, "threshold_how": m.threshold.how,
-                        "verdict": m.verdict, "why": m.why})
+                        "verdict": m.verdict, "why": m.why, **probes})
     return out
 
 

@@ -105,6 +105,15 @@ class CellComparison:
     cell_b: str | None
     reasons: tuple[str, ...]
     metrics: tuple[MetricComparison, ...]
+    # The machine's own probes B/A beside the CELL (compute, memory), where both RUNs measured them, and the
+    # threshold beyond which a probe is said to have moved (the decode metric's noise threshold).
+    machine: tuple[tuple[str, float], ...] = ()
+    machine_threshold: float = NOISE
+
+    @property
+    def machine_moved(self) -> tuple[tuple[str, float], ...]:
+        """The probes that moved beyond the threshold between A and B: the machine's speed changed."""
+        return tuple((name, ratio) for name, ratio in self.machine if abs(ratio - 1) > self.machine_threshold)
 
     @property
     def verdict(self) -> str:
@@ -117,7 +126,15 @@ class CellComparison:
 
     @property
     def verdict_text(self) -> str:
-        return f"{NOT_COMPARABLE}: {'; '.join(self.reasons)}" if self.reasons else self.verdict
+        if self.reasons:
+            return f"{NOT_COMPARABLE}: {'; '.join(self.reasons)}"
+        moved = self.machine_moved
+        if not moved:
+            return self.verdict
+        said = ", ".join(f"{name} probe x{ratio:.2f}" for name, ratio in moved)
+        if self.verdict in (FASTER, SLOWER):
+            return f"{self.verdict}, and so was the machine: {said}"
+        return f"{self.verdict}; the machine moved: {said}"
 
 
 # -- statistics (pure) ----------------------------------------------------------------------
@@ -238,8 +255,15 @@ def compare(a: Run, b: Run, noise: float | Thresholds | None = None, ignore: tup
         if ca.engine_options != cb.engine_options:
             label += (f" options {json.dumps(ca.engine_options, sort_keys=True)} -> "
                       f"{json.dumps(cb.engine_options, sort_keys=True)}")
-        out.append(CellComparison(key, label, ca.cell_id, cb.cell_id, why, metrics))
+        out.append(CellComparison(key, label, ca.cell_id, cb.cell_id, why, metrics, machine_ratios(ca, cb),
+                                  chosen.of("gen_tps").value))
     return tuple(out)
+
+
+def machine_ratios(ca: CellRun, cb: CellRun) -> tuple[tuple[str, float], ...]:
+    """B/A of the machine's probes beside two paired CELLs, where both measured them (pure)."""
+    pairs = (("compute", ca.probe_compute, cb.probe_compute), ("memory", ca.probe_memory, cb.probe_memory))
+    return tuple((name, b / a) for name, a, b in pairs if a and b)
 
 
 def fraction(text: str, what: str) -> float:

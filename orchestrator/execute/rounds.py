@@ -122,10 +122,11 @@ def prepare(cells: tuple[Cell, ...], cells_dir: Path) -> tuple[set[str], dict[st
 def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Path, session: int,
               run_batch: RunBatch, cpus_of: Callable[[Cell], tuple[int, ...]], advertised: dict,
               progress, on_batch: Callable[[dict], None] = lambda meta: None,
-              cleared_to: list | None = None) -> dict[str, dict]:
+              cleared_to: list | None = None, probe: Callable[[Cell], dict] | None = None) -> dict[str, dict]:
     """Run every batch the policy asks for that is not on disk yet; return each CELL's final record by id.
 
-    ``on_batch`` hears of each finished batch; CELLs whose old not-ok record was cleared go to ``cleared_to``.
+    ``on_batch`` hears of each finished batch; CELLs whose old not-ok record was cleared go to ``cleared_to``;
+    ``probe(cell)`` measures the machine's own speed on the CELL's CPUs before and after each batch.
     """
     by_id = {c.cell_id: c for c in cells}
     run_dir = cells_dir.parent
@@ -153,11 +154,15 @@ def run_cells(cells: tuple[Cell, ...], policy: sampling.Sampling, cells_dir: Pat
         total = max(total, number)
         progress.cell_started(number, total, cell, ",".join(map(str, cpus)))
         started = time.monotonic()
+        before = probe(cell) if probe else None
         with noise.Watch(cpus) as watch:
             record = run_batch(cell, size, folder)
+        after = probe(cell) if probe else None
         meta = {"batch": k, "round": round_number, "position": position, "session": session,
                 "noise": noise.assess(watch.before, watch.after, cpus, Record.read(record).outside.cpu_seconds),
                 "frequency": noise.frequency(watch.mhz, watch.source, cpus, advertised)}
+        if probe:
+            meta["probes"] = {"before": before, "after": after}
         writing.write_json(folder / "batch.json", meta, run_dir)
         position += 1
         batches[cid].append(Batch(meta, record))

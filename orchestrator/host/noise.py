@@ -21,6 +21,9 @@ SAMPLE_EVERY_S = 0.25
 # Flag thresholds, as fractions of the CELL's core-time (wall time x its CPUs).
 STEAL_LIMIT = 0.01  # the hypervisor ran someone else on our vCPUs for more than 1 % of the time
 OTHER_LIMIT = 0.05  # other processes used more than 5 % of the CELL's cores
+# other processes used more than a quarter of the whole machine (any core) while the CELL ran: an
+# orchestrator on its reserved core stays far below it; a build or a second RUN beside it does not
+MACHINE_LIMIT = 0.25
 # Any swap-in (pswpin > 0) and any increase of a thermal throttle counter is flagged.
 CAVEAT = {"/proc/cpuinfo cpu MHz": " (no cpufreq: the kernel's figure, on a VM often the nominal clock)"}
 
@@ -145,16 +148,26 @@ def assess(before: Reading, after: Reading, cpus: tuple[int, ...], cell_cpu_s: f
         used = sum(busy(after.stat[n]) - busy(before.stat[n]) for n in names) / ticks
         out["steal_s"] = steal
         out["steal_share"] = steal / (wall * len(cpus))
+        # The whole machine: shared caches and memory bandwidth connect the cores, so work on any other core
+        # slows the CELL too.
+        every = [n for n in after.stat if n.startswith("cpu") and n != "cpu" and n in before.stat]
+        machine_used = sum(busy(after.stat[n]) - busy(before.stat[n]) for n in every) / ticks
+        machine_steal = sum(after.stat[n][7] - before.stat[n][7] for n in every if len(after.stat[n]) > 7) / ticks
         if cell_cpu_s is None:
             out["other_cpu_s"] = out["other_cpu_share"] = None
+            out["machine_other_cpu_s"] = out["machine_other_share"] = None
             out["unmeasured"]["other_cpu_s"] = "the CELL's cgroup CPU time was not read"
         else:
             # busy time of the CELL's CPUs less what its own cgroup used (steal excluded: counted above)
             other = max(used - steal - cell_cpu_s, 0.0)
             out["other_cpu_s"] = other
             out["other_cpu_share"] = other / (wall * len(cpus))
+            machine_other = max(machine_used - machine_steal - cell_cpu_s, 0.0)
+            out["machine_other_cpu_s"] = machine_other
+            out["machine_other_share"] = machine_other / (wall * max(len(every), 1))
     else:
         out["steal_s"] = out["steal_share"] = out["other_cpu_s"] = out["other_cpu_share"] = None
+        out["machine_other_cpu_s"] = out["machine_other_share"] = None
         out["unmeasured"]["steal_s"] = out["unmeasured"]["other_cpu_s"] = "no per-CPU lines in /proc/stat"
     if before.pswpin is not None and after.pswpin is not None:
         out["swap_in_pages"] = after.pswpin - before.pswpin
@@ -177,6 +190,8 @@ def flags(noise: dict) -> list[str]:
         found.append("steal")
     if (noise.get("other_cpu_share") or 0) > OTHER_LIMIT:
         found.append("other-processes")
+    if (noise.get("machine_other_share") or 0) > MACHINE_LIMIT:
+        found.append("machine-busy")
     if (noise.get("swap_in_pages") or 0) > 0:
         found.append("swap-in")
     if (noise.get("throttle_events") or 0) > 0:

@@ -115,7 +115,8 @@ def normalisation_lines(host_frequency) -> list[str]:
             "cycles/token = per-core threads x GHz / gen tok/s"]
 
 
-def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = None) -> str:
+def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = None,
+                  machine: list[str] | None = None) -> str:
     """The Markdown TABLE with a header saying what, where and how it was measured."""
     view = RunDocument(run)  # run.json as read and validated (recordfiles.read_run_file)
     host, freq = view.host, view.frequency
@@ -152,6 +153,10 @@ def markdown_page(run: dict, table: pd.DataFrame, continuations: list | None = N
     if not table.empty and "ppl_agreement" in table.columns:
         lines += _perplexity_lines(table)
 
+    if machine:  # the machine's own probes moved while the RUN ran (merge/sampling.machine_drift)
+        lines += ["## The machine's own speed moved during the RUN", "",
+                  *[f"- {line}: CELLs run at different times met different machines; compare them with care"
+                    for line in machine], ""]
     lines += _certainty_lines(table)
     lines += quality.markdown(continuations or [])
     if not table.empty and "emulated" in table.columns and (table["emulated"] == True).any():  # noqa: E712 (column)

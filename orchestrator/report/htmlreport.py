@@ -14,7 +14,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from orchestrator.merge import standings
+from orchestrator.merge import sampling, standings
 from orchestrator.models import catalogue
 from orchestrator.report import charts, summaryhtml, tradeoff
 from orchestrator.report.exporters import SUMMARY_COLUMNS, agree_text, ppl_text
@@ -80,7 +80,8 @@ def parameters(run: dict) -> dict[str, int]:
 def warnings(run: dict, records: list[dict], rows: list[dict]) -> list[str]:
     """What a reader must know before trusting the figures, each saying what to do about it."""
     host = run.get("host", {})
-    found = []
+    found = [f"{line}: CELLs run at different times met different machines; compare them with care"
+             for line in sampling.machine_drift(as_records(records))]
     if run.get("status") != "finished":
         found.append(f"The RUN is {run.get('status')}" + (f": {run['error']}" if run.get("error") else "")
                      + "; CELLs that did not run are missing from the TABLE.")

@@ -7,9 +7,10 @@ from functools import partial
 from pathlib import Path
 
 from orchestrator.files import writing
-from orchestrator.merge import frames, scaling, standings
+from orchestrator.merge import frames, sampling, scaling, standings
 from orchestrator.report import charts, document, fanout, htmlreport, quality, summaries, summarymd
 from orchestrator.report.exporters import EXPORTERS, markdown_page
+from orchestrator.results.reader import as_records
 from orchestrator.results.recordfiles import read_records, read_run_file, recorded_cells
 from orchestrator.results.runreader import RunDocument
 
@@ -93,7 +94,9 @@ def slimmed(records: list[dict]) -> list[dict]:
         slim = {"schema_version": record["schema_version"], "cell_id": record["cell_id"], "status": record["status"],
                 "cell": record["cell"],
                 "placement": {"note": record["placement"].get("note")},
-                "outside": {"unmeasured": record["outside"].get("unmeasured")}, "result": None}
+                "outside": {"unmeasured": record["outside"].get("unmeasured")}, "result": None,
+                "sampling": {"batches": [{"batch": b.get("batch"), "probes": b.get("probes")}
+                                         for b in (record.get("sampling") or {}).get("batches", [])]}}
         result = record.get("result")
         if result is not None and "perplexity" in result:  # agreement reads its perplexity, nothing else
             slim["result"] = {"perplexity": result["perplexity"], "extra": {}, "repetitions": []}
@@ -124,7 +127,9 @@ def _write_one(name: str) -> str:
     else:
         stem, fmt = name.split(".")
         frame = job["table"] if stem == "cells" else job["reps"]
-        text = markdown_page(job["run"], frame, job["continuations"]) if name == "cells.md" else EXPORTERS[fmt](frame)
+        drift = sampling.machine_drift(as_records(job["records"])) if name == "cells.md" else []
+        text = markdown_page(job["run"], frame, job["continuations"], drift) if name == "cells.md" else \
+            EXPORTERS[fmt](frame)
         path = job["run_dir"] / "tables" / name
     writing.write_text(path, text, job["run_dir"])
     return name

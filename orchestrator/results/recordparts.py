@@ -251,6 +251,11 @@ class Batch(_View):
     def frequency(self) -> Mapping[str, Any]:
         return self.doc.get("frequency") or {}
 
+    @property
+    def probes(self) -> Mapping[str, Any]:
+        """The machine's own speed before and after the batch (host/probes.py); empty when not measured."""
+        return self.doc.get("probes") or {}
+
 
 class Sampling(_View):
     """How a CELL's repetitions were gathered (record.sampling); empty for records without it."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.host import probes
 from orchestrator.results import reader, recordparts
 from orchestrator.results.recordfiles import read_run
 from orchestrator.results.runreader import RunDocument
@@ -91,6 +92,9 @@ class CellRun:
     repetitions: tuple[Repetition, ...]
     timed_cpu_s: float | None = None  # CPU seconds of the engine's threads during the timed repetitions
     emulated: bool = False  # ran a foreign-architecture IMAGE under emulation
+    # The machine's own speed beside the CELL's batches (host/probes.py): median GFLOP/s and GB/s, None if not run.
+    probe_compute: float | None = None
+    probe_memory: float | None = None
 
     @property
     def cpu_share(self) -> float | None:
@@ -133,7 +137,13 @@ class CellRun:
                    cell.workload.name, record.status, record.reason, record.cpus, record.host_core_reserved,
                    record.threads_used, record.image_tag, record.image_id,
                    record.engine_version, dict(result.engine_build) if result is not None else {},
-                   record.model_sha256, reps, result.timed_cpu_s if reps else None, record.emulated)
+                   record.model_sha256, reps, result.timed_cpu_s if reps else None, record.emulated,
+                   *_probe_figures(record))
+
+
+def _probe_figures(record: reader.Record) -> tuple[float | None, float | None]:
+    found = [batch.probes for batch in record.sampling.batches]
+    return probes.figure(found, "compute_gflops"), probes.figure(found, "memory_gbs")
 
 
 @dataclass(frozen=True)
