@@ -18,6 +18,7 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -256,7 +257,8 @@ def open_run(path: Path, scratch: Path) -> rundata.Run:
         return rundata.load(path)
     if not path.is_file():
         raise ResultError(f"{path} is neither a RUN folder nor a bundle file")
-    folder = extract(path, Path(scratch) / f"bundle-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}",
+    Path(scratch).mkdir(parents=True, exist_ok=True)
+    folder = extract(path, Path(tempfile.mkdtemp(prefix="bundle-", dir=scratch)) / "unpacked",
                      records_only=True)
     read_manifest(folder)
     run = rundata.load(folder / "run")

@@ -55,7 +55,10 @@ def unpack(archive: Path, target: Path, caps: Caps, keep: Callable[[str], str] =
     """Unpack ``archive`` (tar.gz) into the new folder ``target``; return the names written, in order."""
     archive, target = Path(archive), Path(target)
     _check_regular(archive)
-    target.mkdir(parents=True)
+    try:
+        target.mkdir(parents=True)
+    except FileExistsError:
+        raise ArchiveRefused(str(archive), f"{target} exists: an archive is unpacked into a new folder") from None
     try:
         with gzip.open(archive, "rb") as stream:
             return _Walk(archive, target, caps, keep, stream).run()

@@ -504,10 +504,18 @@ def _cases() -> list[Case]:
              report_of(lambda t, r: _rewrite_record(r, _failed("Zürich — naïve ✓"))), 0, "Z\\\\xfcrich|tables written",
              env={"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
                   "PYTHONIOENCODING": "ascii"}),
+        Case("X4", "compare a bundle with itself", _bundle_twice, 0, "same within noise"),
         Case("X2", "plan --shards -3", lambda t: ["plan", str(Path(__file__).resolve().parents[2] / "matrix.yaml"),
                                                   "--shards", "-3"], 2, "1 or more shards"),
     ]
     return bundles + merges + folders + stores + misc
+
+
+def _bundle_twice(tmp: Path) -> list[str]:
+    victim(tmp)
+    outside(tmp)
+    tar_gz(tmp / "b.orchestrate.tar.gz", members_of_good_bundle())
+    return ["compare", str(tmp / "b.orchestrate.tar.gz"), str(tmp / "b.orchestrate.tar.gz")]
 
 
 def _write(path: Path, data: bytes) -> Path:
