@@ -37,8 +37,6 @@ def new_run_id(cells: tuple[planner.Cell, ...], now: datetime | None = None) -> 
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha256(salt.encode()).hexdigest()[:6]
 
 
-
-
 # place() lives in cpuset (pure, no Docker): `orchestrate validate` uses it without loading this module.
 place = cpuset.place
 
@@ -98,10 +96,12 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
         writing.write_json(run_dir / "run.json", record)
 
         def run_batch(cell: planner.Cell, repetitions: int, folder: Path) -> dict:
-            settings = CellSettings(run_id, cell, built[cell.engine], prepared[(cell.model, cell.format)],
-                                    placements[cell.cell_id], matrix.warmup, repetitions, matrix.memory_limit_bytes(),
-                                    matrix.timeout_s, host["fingerprint"], ENGINES[cell.engine].test_only,
-                                    eval_ids.get((cell.model, cell.workload.text)))
+            settings = CellSettings(
+                run_id=run_id, cell=cell, image=built[cell.engine], model=prepared[(cell.model, cell.format)],
+                placement=placements[cell.cell_id], warmup=matrix.warmup, repetitions=repetitions,
+                memory_bytes=matrix.memory_limit_bytes(), timeout_s=matrix.timeout_s,
+                host_fingerprint=host["fingerprint"], test_double=ENGINES[cell.engine].test_only,
+                eval_ids=eval_ids.get((cell.model, cell.workload.text)))
             if cell.engine in unbuilt:
                 return smoke.write_not_run(settings, folder, f"not run: the IMAGE cannot be built here: "
                                                              f"{unbuilt[cell.engine]}")
@@ -115,7 +115,7 @@ def execute_run(matrix: Matrix, results_root: Path, progress: Callable[[str], No
             owner.write_run(record)  # which batches ran in which session survives a kill -9
 
         def cpus_of(cell: planner.Cell) -> tuple[int, ...]:
-            return tuple(cpuset.parse_cpulist(placements[cell.cell_id].cpuset_cpus))
+            return placements[cell.cell_id].cpus
 
         def probe(cell: planner.Cell) -> dict:  # the machine's own speed on the CELL's CPUs (host/probes.py)
             return probes.measure(cpus_of(cell), prepared[(cell.model, cell.format)].size)
@@ -270,9 +270,11 @@ def _smoke(docker, docker_info, run_id, cells, built, unbuilt, prepared, matrix,
     smoked = {}
     if runnable:
         first = runnable[0]
-        base = CellSettings(run_id, first, built[first.engine], prepared[(first.model, first.format)],
-                            cpuset.assign(1, topology, matrix.placement.policy, matrix.placement.cpus),
-                            0, 1, matrix.memory_limit_bytes(), matrix.timeout_s, host["fingerprint"])
+        base = CellSettings(
+            run_id=run_id, cell=first, image=built[first.engine], model=prepared[(first.model, first.format)],
+            placement=cpuset.assign(1, topology, matrix.placement.policy, matrix.placement.cpus),
+            warmup=0, repetitions=1, memory_bytes=matrix.memory_limit_bytes(), timeout_s=matrix.timeout_s,
+            host_fingerprint=host["fingerprint"])
         progress.stage("smoke test: one short CELL per engine x format")
         smoked = smoke.check(lambda s, d: cellrun.run_cell(docker, docker_info, s, d), base, runnable, built,
                              prepared, host, run_dir / "smoke", progress)
