@@ -35,3 +35,12 @@ def test_every_imported_library_is_declared():
                 if top not in stdlib and top not in ("orchestrator", "__future__"):
                     found.add(names.get(top, top).lower())
     assert found - declared == set()
+
+
+def test_the_shell_scripts_pass_shellcheck():
+    """.ci/run (what CI runs) and every *.sh: a syntax error there fails CI before any test runs."""
+    listed = subprocess.run(["git", "ls-files", "*.sh", ".ci/run"], cwd=ROOT, capture_output=True, text=True)
+    scripts = listed.stdout.split() if listed.returncode == 0 else [".ci/run"]
+    shellcheck = BIN / "shellcheck" if (BIN / "shellcheck").exists() else "shellcheck"
+    done = subprocess.run([str(shellcheck), "--severity=warning", *scripts], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
