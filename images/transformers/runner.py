@@ -12,6 +12,7 @@ ORCHESTRATE_VERBOSE=1 (transformers' own warnings; default: errors only).
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import json
 import os
@@ -19,7 +20,7 @@ import sys
 import time
 
 from runnerkit import job as jobs
-from runnerkit import main, perplexity, proc, prompt, result, timing
+from runnerkit import main, perplexity, proc, prompt, reference, result, timing
 
 ENGINE_NAME = "transformers"
 GENERATION_TIMING = {
@@ -195,6 +196,29 @@ def generate(index: int, torch, model, cache_factory, prompt_ids: list[int], gen
     return rep, cache.get_seq_length() if hasattr(cache, "get_seq_length") else None
 
 
+GENERATE_CALL = ("model.generate(input_ids=<prompt>, attention_mask=<ones>, generation_config=<the model's own, with "
+                 "max_new_tokens=gen_tokens, min_new_tokens=None, do_sample=False, num_beams=1, "
+                 "eos_token_id=None>, streamer=<a clock read as each token arrives>) under torch.inference_mode()")
+
+
+def reference_generate(index: int, torch, model, prompt_ids: list[int], gen_tokens: int) -> dict:
+    """One repetition of transformers' own generation API, the path its users call (ENGINE option
+    ``reference``): greedy, with its default KV cache and its own loop; end-of-sequence does not stop
+    it (as it does not stop ours), so both produce gen_tokens ids."""
+    config = copy.deepcopy(model.generation_config)
+    config.max_new_tokens, config.min_new_tokens, config.max_length = gen_tokens, None, None
+    config.do_sample, config.num_beams, config.eos_token_id = False, 1, None
+    for sampling in ("temperature", "top_p", "top_k"):  # unused when greedy; unset, so generate does not warn
+        setattr(config, sampling, None)
+    if config.pad_token_id is None:
+        config.pad_token_id = 0  # never used with one sequence and no end-of-sequence; generate wants one
+    ids = torch.tensor([prompt_ids], dtype=torch.long)
+    clock = reference.TokenClock()
+    with torch.inference_mode():
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config, streamer=clock)
+    return reference.streamed(index, len(prompt_ids), clock.start, clock.stamps, clock.tokens)
+
+
 def window_logits_function(torch, model):
     """perplexity's window_logits(window_ids, first, count): one forward pass over the whole window
     (positions 0..len-1, no cache), the float32 logits rows of positions first .. first+count-1 as numpy.
@@ -319,6 +343,8 @@ def run(job: jobs.Job) -> dict:
         with proc.cpu_window() as window:
             repetitions = perplexity.repetitions(ids, wins, window_logits, job.repetitions, around=no_gc)
         log(perplexity.describe(repetitions))
+        if jobs.option(job, "reference"):
+            log("note: engine option reference applies to generation only; ignored for perplexity")
     else:
         prompt_ids, prompt_info = make_prompt(tokenizer, job.prompt, job.prompt_tokens,
                                               configured_add_bos(tokenizer_path))
@@ -334,6 +360,23 @@ def run(job: jobs.Job) -> dict:
                 with no_gc():
                     rep, cache_length = generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)
                 repetitions.append(rep)
+        if jobs.option(job, "reference"):
+            # ABA: ours (above), transformers' generate() (B), ours again (A), so drift falls on both.
+            timed = []
+            for index in range(job.repetitions):
+                with no_gc():
+                    timed.append(reference_generate(index, torch, model, prompt_ids, gen_tokens))
+            again = []
+            for index in range(job.repetitions):
+                with no_gc():
+                    again.append(generate(index, torch, model, cache_factory, prompt_ids, gen_tokens)[0])
+            reference_block = reference.block(
+                "transformers generate()", "transformers' own generation API in the same process, on the same "
+                "prompt ids, model and threads, after our timed repetitions and before as many again (untimed "
+                "warm-up: ours only)", GENERATE_CALL, repetitions, timed, again)
+            if not reference_block["same_tokens"]:
+                log(f"warning: generate() chose other tokens than our loop from position "
+                    f"{reference_block['first_difference']}")
     torch_threads = torch.get_num_threads()
     threads_figures = result.threads(
         job, window, torch_threads,
@@ -374,9 +417,13 @@ def run(job: jobs.Job) -> dict:
     if job.perplexity:
         extra["perplexity"] = {"window_ranges": [list(w) for w in wins],
                                "window_ranges_how": "[start, end, first scored position] over the text's ids"}
+        if jobs.option(job, "reference"):
+            extra["reference"] = "not run: generate() has no perplexity mode (the option applies to generation only)"
         return result.perplexity_document(job, engine, threads_figures, load_time_s, proc.vm_hwm_bytes(),
                                           perplexity.result_fields(job, ids, wins, repetitions), repetitions, extra)
     extra["prompt"] = prompt_info
+    if jobs.option(job, "reference"):
+        extra["reference"] = reference_block
     return result.document(job, engine, threads_figures, load_time_s, proc.vm_hwm_bytes(), prompt_ids,
                            repetitions, extra)
 

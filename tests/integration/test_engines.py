@@ -22,7 +22,9 @@ def test_every_real_engine_is_run_here_or_needs_a_registry():
 
 def test_every_engine_runs_a_cell_and_agrees_with_llamacpp(tmp_path, tinystories_all, no_leftovers):
     formats = sorted({f for engine in REAL_ENGINES for f in FORMATS[engine]})
-    engines = "\n".join(f"  - name: {name}" for name in REAL_ENGINES)
+    # transformers also times its own generate() between two blocks of ours (the fidelity benchmark's reference)
+    options = {"transformers": "\n    options: {reference: true}"}
+    engines = "\n".join(f"  - name: {name}{options.get(name, '')}" for name in REAL_ENGINES)
     text = f"""\
 version: 1
 engines:
@@ -54,6 +56,12 @@ timeout_s: 300
         assert result["measurement_boundary"] in ("in-process", "server-api")
         # Every engine says which CPU code path ran (or could run), in plain words.
         assert result["engine"]["build"]["cpu_path"]["summary"], result["engine"]["build"]
+        if record["cell"]["engine"] == "transformers":  # generate() chose the same tokens as our loop
+            reference = result["extra"]["reference"]
+            assert reference["same_tokens"], reference["first_difference"]
+            assert [r["generated_tokens"] for r in reference["repetitions"]] == [40, 40]
+            assert reference["repetitions"][0]["token_ids"] == result["repetitions"][0]["token_ids"]
+            assert all(r["gen_tok_s"] > 0 for r in reference["repetitions"] + reference["second_a"])
         if record["cell"]["engine"] == "llama.cpp":
             cpu_path = result["engine"]["build"]["cpu_path"]
             assert cpu_path["library"].startswith("/usr/local/lib/ggml/libggml-cpu-") and not cpu_path["amx"]

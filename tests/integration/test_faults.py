@@ -207,7 +207,8 @@ def test_ctrl_c_during_an_image_build_stops_the_build_and_leaves_no_image(tmp_pa
     folder.mkdir(parents=True)
     base = imagebuild.default_base((imagebuild.IMAGES_DIR / "testengine" / "Dockerfile").read_text())
     (folder / "Dockerfile").write_text(f"ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && sleep 300\n")
-    script = ("import sys; from pathlib import Path; from orchestrator import cli; from orchestrator.images import imagebuild; "
+    script = ("import sys; from pathlib import Path; from orchestrator import cli; "
+              "from orchestrator.images import imagebuild; "
               "imagebuild.IMAGES_DIR = Path(sys.argv[1]); "
               "sys.exit(cli.main(['build', 'slowbuild', '--logs', sys.argv[2]]))")
     process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "images"), str(tmp_path / "logs")],
