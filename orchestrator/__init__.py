@@ -69,6 +69,9 @@ SUMMARY   per MACHINE x model x workload x threads, the CELLs ranked by decode r
           quality beside; CELLs that failed, disagree or tripped a NOISE GUARD are shown, not ranked
           (tables/summary.md, the head of report.html, report.md).
 FRONT     the CELLs no other beats on both decode rate and quality loss (stats/front.py).
+REFERENCE PATH  an ENGINE's own fastest documented way to generate (llama-bench, transformers' generate()),
+          timed beside our RUNNER in the same container, ABA (benchmarks/fidelity.py); FIDELITY is our
+          decode rate over the REFERENCE PATH's.
 TEST DOUBLE  an ENGINE (testengine) that drives pipeline tests; it never appears as an engine.
 """
 

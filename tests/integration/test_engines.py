@@ -10,7 +10,8 @@ from orchestrator.run import execute_run
 # Xeons) that a native build once crashed on (SIGILL), while F32 ran. Ollama and SmallMind
 # need a container registry to build: tests/integration/test_engines_registry.py covers them.
 FORMATS = {"llama.cpp": ["gguf-f32", "gguf-q8_0", "gguf-q4_0"], "llama-server": ["gguf-f32"], "onnxruntime": ["onnx"],
-           "transformers": ["safetensors"], "candle": ["safetensors", "gguf-q8_0", "gguf-q4_0"]}
+           "onnxruntime-genai": ["onnx-genai-fp32", "onnx-genai-int4"], "transformers": ["safetensors"],
+           "candle": ["safetensors", "gguf-q8_0", "gguf-q4_0"]}
 REAL_ENGINES = sorted(FORMATS)
 NEEDS_REGISTRY = {"ollama", "smallmind"}
 
@@ -68,7 +69,7 @@ timeout_s: 300
     import json
 
     rows = json.loads((run_dir / "tables" / "cells.json").read_text())
-    full = [r for r in rows if r["format"] in ("gguf-f32", "safetensors", "onnx")]
+    full = [r for r in rows if r["format"] in ("gguf-f32", "safetensors", "onnx", "onnx-genai-fp32")]
     assert [r["agreement"] for r in full].count("reference") == 1
     for row in full:
         assert row["agreement"] in ("reference", "ok"), row

@@ -6,7 +6,7 @@ from orchestrator.host.dockerapi import Mount
 from orchestrator.images import imagebuild
 from orchestrator.models import modelstore
 
-FORMATS = ["safetensors", "gguf-f32", "gguf-q8_0", "gguf-q4_0", "onnx"]
+FORMATS = ["safetensors", "gguf-f32", "gguf-q8_0", "gguf-q4_0", "onnx", "onnx-genai-fp32", "onnx-genai-int4"]
 
 
 def test_a_second_empty_store_gets_identical_files(docker, logs_dir, tmp_path, tinystories_all):

@@ -143,7 +143,8 @@ def test_the_catalogue_entry_pins_the_measured_wheel():
     assert (src["sha256"], src["size"]) == ("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
                                             98362432)
     assert catalogue.parameter_count(entry.architecture) == entry.published_parameters == 134515008
-    assert set(entry.formats) == {"gguf-q4_1", "safetensors", "gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "onnx"}
+    assert set(entry.formats) == {"gguf-q4_1", "safetensors", "gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "onnx",
+                                  "onnx-genai-fp32", "onnx-genai-int4"}
 
 
 def test_every_made_format_of_the_real_model_goes_back_to_the_wheel_file():
