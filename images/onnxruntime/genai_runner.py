@@ -93,11 +93,6 @@ def run_once(index: int, og, model, params, prompt_ids: list[int], gen_tokens: i
 
 
 def run(job: jobs.Job) -> dict:
-    import numpy as np
-    import onnxruntime as ort
-    import onnxruntime_genai as og
-    import tokenizers
-
     folder = Path(job.model_path)
     if not (folder / "genai_config.json").is_file():
         raise jobs.JobError(f"{folder} holds no genai_config.json (an onnxruntime-genai model folder)")
@@ -107,6 +102,11 @@ def run(job: jobs.Job) -> dict:
     if not isinstance(vocab_size, int) or vocab_size < 1:
         raise jobs.JobError(f"genai_config.json gives no vocab_size ({vocab_size!r})")
     gen_tokens = job.gen_tokens
+
+    import numpy as np  # after the checks above: a bad job fails before the slow imports
+    import onnxruntime as ort
+    import onnxruntime_genai as og
+    import tokenizers
 
     tok_path = tokenizer_path(job)
     try:
