@@ -56,9 +56,8 @@ def tokenizer_path(job: jobs.Job) -> Path:
     return Path(job.model_path).parent.parent / "hf" / "tokenizer.json"
 
 
-def overlay(job: jobs.Job, vocab_size: int) -> dict:
-    """What the runner changes in the builder's genai_config.json: the CELL's threads, and an end-of-sequence id
-    no logits row has, so that (as every other runner) it makes exactly gen_tokens ids; spinning only when the
+def overlay(job: jobs.Job) -> dict:
+    """What the runner changes in the builder's genai_config.json: the CELL's threads; spinning only when the
     ENGINE option asks (otherwise the config's, i.e. ONNX Runtime's, default)."""
     session: dict = {"intra_op_num_threads": job.threads, "inter_op_num_threads": 1}
     spinning = jobs.option(job, "allow_spinning")
@@ -66,7 +65,7 @@ def overlay(job: jobs.Job, vocab_size: int) -> dict:
         value = "1" if spinning == "on" else "0"
         session["config_entries"] = {"session.intra_op.allow_spinning": value,
                                      "session.inter_op.allow_spinning": value}
-    return {"model": {"eos_token_id": vocab_size, "decoder": {"session_options": session}}}
+    return {"model": {"decoder": {"session_options": session}}}
 
 
 def read_config(folder: Path) -> dict:
@@ -118,7 +117,7 @@ def run(job: jobs.Job) -> dict:
                                        job.prompt, job.prompt_tokens)
     prompt.check_context(len(prompt_ids), gen_tokens, model_config.get("context_length"))
 
-    changes = overlay(job, vocab_size)
+    changes = overlay(job)
     ort_log: list[str] = []
     with captured_stderr(ort_log):
         started = time.perf_counter()
@@ -128,7 +127,12 @@ def run(job: jobs.Job) -> dict:
         model = og.Model(config)
         load_time_s = time.perf_counter() - started
     params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt_ids) + gen_tokens, do_sample=False, num_beams=1, batch_size=1)
+    # min_length = max_length: end-of-sequence never ends the search early (every runner makes gen_tokens ids).
+    # onnxruntime-genai does so by giving the end-of-sequence ids the lowest logit (Generator::GenerateNextToken
+    # -> ApplyMinLength): where another runner's greedy choice is end-of-sequence, this one takes the next best.
+    # (An overlaid eos_token_id outside the vocabulary is refused; an empty list does not replace the file's.)
+    length = len(prompt_ids) + gen_tokens
+    params.set_search_options(max_length=length, min_length=length, do_sample=False, num_beams=1, batch_size=1)
 
     for index in range(job.warmup):
         run_once(index, og, model, params, prompt_ids, gen_tokens)
@@ -161,11 +165,11 @@ def run(job: jobs.Job) -> dict:
                          "context_length": model_config.get("context_length"),
                          "eos_token_id_in_file": model_config.get("eos_token_id"),
                          "decoder_session_options_in_file": model_config.get("decoder", {}).get("session_options"),
-                         "overlay": changes,
-                         "overlay_how": "og.Config.overlay(JSON): the CELL's threads; eos_token_id set to vocab_size "
-                                        "(no logits row has it) so end-of-sequence never stops the search, as it "
-                                        "stops no other runner"},
-        "search": {"max_length": len(prompt_ids) + gen_tokens, "do_sample": False, "num_beams": 1},
+                         "overlay": changes, "overlay_how": "og.Config.overlay(JSON): the CELL's threads"},
+        "search": {"max_length": length, "min_length": length, "do_sample": False, "num_beams": 1,
+                   "end_of_sequence": "min_length = max_length: the end-of-sequence ids get the lowest logit until "
+                                      "gen_tokens ids are made (other runners ignore end-of-sequence; where their "
+                                      "greedy choice is it, this runner's is the next best)"},
         "prompt": {"text_repeats": repeats, "tokenizer": str(tok_path),
                    "tokenize": "tokenizers.Tokenizer.from_file(tokenizer.json).encode(text, add_special_tokens=True)"},
         "threads_in_process": window.threads_seen,

@@ -313,8 +313,8 @@ def _build_genai(docker: Docker, entry: Entry, fmt: str, model_dir: Path, logs_d
     precision = GENAI_PRECISION[fmt]
     work = _tool_dir(model_dir, fmt)
     progress(f"making {entry.id} {fmt} with onnxruntime-genai's model builder in {maker.tag}")
-    command = ["python3", "-m", "onnxruntime_genai.models.builder", "-i", "/models/hf", "-o", f"/out/{precision}",
-               "-p", precision, "-e", "cpu", "-c", "/out/.cache"]
+    command = ["/opt/genai-builder/bin/python", "-m", "onnxruntime_genai.models.builder", "-i", "/models/hf",
+               "-o", f"/out/{precision}", "-p", precision, "-e", "cpu", "-c", "/out/.cache"]
     run_tool(docker, maker, command, (Mount(str(model_dir), "/models"), Mount(str(work), "/out", read_only=False)),
              f"making {entry.id} {fmt}", logs_dir / f"{fmt}-{entry.id}.log", progress)
     shutil.rmtree(work / ".cache", ignore_errors=True)
