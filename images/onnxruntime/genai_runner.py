@@ -57,15 +57,11 @@ def tokenizer_path(job: jobs.Job) -> Path:
 
 
 def overlay(job: jobs.Job) -> dict:
-    """What the runner changes in the builder's genai_config.json: the CELL's threads; spinning only when the
-    ENGINE option asks (otherwise the config's, i.e. ONNX Runtime's, default)."""
-    session: dict = {"intra_op_num_threads": job.threads, "inter_op_num_threads": 1}
-    spinning = jobs.option(job, "allow_spinning")
-    if spinning != "default":
-        value = "1" if spinning == "on" else "0"
-        session["config_entries"] = {"session.intra_op.allow_spinning": value,
-                                     "session.inter_op.allow_spinning": value}
-    return {"model": {"decoder": {"session_options": session}}}
+    """What the runner changes in the builder's genai_config.json: the CELL's threads, nothing else (the session's
+    other settings, spinning included, stay the builder's, as its users get them; onnxruntime-genai 0.18.0's
+    session_options take no config_entries: "Unknown value" when overlaid)."""
+    return {"model": {"decoder": {"session_options": {"intra_op_num_threads": job.threads,
+                                                      "inter_op_num_threads": 1}}}}
 
 
 def read_config(folder: Path) -> dict:

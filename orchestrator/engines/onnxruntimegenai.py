@@ -8,7 +8,6 @@ onnxruntime-genai's model builder from the safetensors (fp32 and int4 for the CP
 
 from orchestrator.engines.base import Engine
 from orchestrator.engines.onnxruntime import ENGINE as ONNXRUNTIME
-from orchestrator.engines.options import declare
 
 ENGINE = Engine(
     name="onnxruntime-genai",
@@ -16,10 +15,5 @@ ENGINE = Engine(
     formats=frozenset({"onnx-genai-fp32", "onnx-genai-int4"}),
     description="onnxruntime-genai 0.18 (og.Model + og.Generator, greedy) over the model builder's graph (fused "
                 "attention, rotary embeddings, KV cache in the runtime); timed per token in-process.",
-    options=declare({
-        "allow_spinning": {"enum": ["default", "on", "off"], "default": "default",
-                           "description": "ONNX Runtime's intra/inter-op spin-waiting; default leaves the model "
-                                          "builder's configuration (ONNX Runtime's own default: on)"},
-    }),
     entrypoint=("/opt/venv/bin/python", "/opt/genai/genai_runner.py"),
 )

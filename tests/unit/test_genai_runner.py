@@ -55,14 +55,6 @@ def test_the_overlay_sets_the_threads(genai, tmp_path):
         "intra_op_num_threads": 2, "inter_op_num_threads": 1}}}}
 
 
-@pytest.mark.parametrize(("value", "flag"), [("on", "1"), ("off", "0")])
-def test_spinning_is_set_only_when_asked(genai, tmp_path, value, flag):
-    runner, jobs = genai
-    session = runner.overlay(job(jobs, tmp_path, tmp_path, allow_spinning=value))["model"]["decoder"]
-    assert session["session_options"]["config_entries"] == {"session.intra_op.allow_spinning": flag,
-                                                            "session.inter_op.allow_spinning": flag}
-
-
 def test_a_folder_without_genai_config_is_refused_before_the_imports(genai, tmp_path):
     runner, jobs = genai
     with pytest.raises(jobs.JobError, match="genai_config.json"):
