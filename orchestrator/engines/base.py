@@ -43,3 +43,6 @@ class Engine:
     # None when it can, else the reason. `orchestrate validate` refuses a MATRIX with a CELL it
     # cannot run, naming the reason, instead of letting that CELL run into garbage.
     supports: Callable[[Any, str, dict], str | None] = runs_everything
+    # Where the ENGINE's figure is known to sit below the engine's own faster path (docs/fidelity.md):
+    # what that path is. The SUMMARY says it wherever the ENGINE appears; empty where it is not known to.
+    below_best: str = ""

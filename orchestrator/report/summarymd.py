@@ -8,6 +8,7 @@ columns that some CELL measured; CELLs not ranked follow, with the reason.
 
 from __future__ import annotations
 
+from orchestrator.engines import ENGINES
 from orchestrator.merge import qualitycols
 from orchestrator.merge.baseline import factor
 from orchestrator.merge.standings import METRICS, Group, Standing, Summary
@@ -75,7 +76,14 @@ def method_lines(summary: Summary) -> list[str]:
         described = "; ".join(f"{METRICS[m][0]} {stat.percent(t.value)}" for m, t in found.items())
         hows = list(dict.fromkeys(t.how.split(" (")[0] if t.derived else t.how for t in found.values()))
         lines.append(f"Noise thresholds{where}: {described} ({'; '.join(hows)}).")
-    return lines
+    return lines + below_best_lines(summary)
+
+
+def below_best_lines(summary: Summary) -> list[str]:
+    """One line per ENGINE of the TABLE whose figure is known to sit below the engine's own faster path."""
+    named = dict.fromkeys(str(row.get("engine")) for row in summary.rows)
+    return [f"**{name}** is not the engine at its best: {ENGINES[name].below_best}." for name in named
+            if name in ENGINES and ENGINES[name].below_best]
 
 
 def group_lines(group: Group, summary: Summary) -> list[str]:

@@ -143,3 +143,10 @@ def test_a_long_summary_stays_short_and_says_what_it_left_to_the_table():
     many = [records.rated(f"c-{index:012x}", "candle", "gguf-q8_0", R) for index in range(45)]
     text = summarymd.markdown(summary_of(many), "S")
     assert text.count("| candle gguf-q8_0 |") == summarymd.MAX_SHOWN and "... and 5 more CELL(s) of this group" in text
+
+
+def test_an_engine_known_to_sit_below_its_own_best_path_is_said_so_once():
+    text = summarymd.markdown(summary_of(made_up()), "S")
+    assert text.count("**onnxruntime** is not the engine at its best:") == 1 and "onnxruntime-genai" in text
+    without = [r for r in made_up() if r["cell"]["engine"] != "onnxruntime"]
+    assert "not the engine at its best" not in summarymd.markdown(summary_of(without), "S")
