@@ -28,7 +28,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from ortfacts import captured_stderr, cpu_facts, cpu_path  # noqa: E402
+from ortfacts import captured_stderr, cpu_facts, cpu_path, tokenizer_path  # noqa: E402
 from runnerkit import job as jobs  # noqa: E402
 from runnerkit import main, proc, prompt, result, timing  # noqa: E402
 
@@ -37,7 +37,7 @@ log = main.log
 
 GENERATION_TIMING = {
     "clock": "time.perf_counter (monotonic), in process (runnerkit.timing)",
-    "load_time_s": "og.Config(folder) + overlay (threads, end-of-sequence) + og.Model(config): session creation, "
+    "load_time_s": "og.Config(folder) + overlay (threads) + og.Model(config): session creation, "
                    "graph optimization, kernel setup",
     "prefill_s": "generator.append_tokens(prompt ids): one model run over the whole prompt from an empty KV cache, "
                  "until the logits are ready (a new og.Generator per repetition, made before the clock starts)",
@@ -47,13 +47,6 @@ GENERATION_TIMING = {
                                "get_next_tokens()",
     "decode_s": "sum of inter_token_latencies_s",
 }
-
-
-def tokenizer_path(job: jobs.Job) -> Path:
-    if job.tokenizer:
-        return Path(job.tokenizer)
-    # A prepared model folder keeps these formats in onnx-genai/<precision>/ beside hf/.
-    return Path(job.model_path).parent.parent / "hf" / "tokenizer.json"
 
 
 def overlay(job: jobs.Job) -> dict:

@@ -1,4 +1,5 @@
-"""What ONNX Runtime's two runners (runner.py, genai_runner.py) record about the CPU and ONNX Runtime's log."""
+"""What ONNX Runtime's two runners (runner.py, genai_runner.py) share: where the tokenizer is, what they record
+about the CPU, and ONNX Runtime's log."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import os
 import re
 import sys
 import tempfile
+from pathlib import Path
+
+
+def tokenizer_path(job) -> Path:
+    """The job's tokenizer, else the model folder's hf/tokenizer.json: both formats sit two levels below the
+    model folder (onnx/model.onnx; onnx-genai/<precision>, a folder)."""
+    if job.tokenizer:
+        return Path(job.tokenizer)
+    return Path(job.model_path).parent.parent / "hf" / "tokenizer.json"
 
 
 def cpu_facts() -> dict:

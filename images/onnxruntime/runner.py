@@ -31,7 +31,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from ortfacts import captured_stderr, cpu_facts, cpu_path  # noqa: E402
+from ortfacts import captured_stderr, cpu_facts, cpu_path, tokenizer_path  # noqa: E402
 from runnerkit import job as jobs  # noqa: E402
 from runnerkit import main, perplexity, proc, prompt, result, timing  # noqa: E402
 
@@ -69,13 +69,6 @@ class RunnerError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- prompt
-
-
-def tokenizer_path(job: jobs.Job) -> Path:
-    if job.tokenizer:
-        return Path(job.tokenizer)
-    # A prepared model folder keeps the ONNX graph in onnx/ beside hf/.
-    return Path(job.model_path).parent.parent / "hf" / "tokenizer.json"
 
 
 # ---------------------------------------------------------------------------- model
